@@ -1,0 +1,143 @@
+"""Validation of PaymentIntent create parameters, with Stripe's messages, params and codes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from psp_sandbox import errors
+from psp_sandbox.card_outcomes import is_known_payment_method
+from psp_sandbox.forms import FormDict, FormError, FormValue, as_list, as_string_map
+
+MAX_AMOUNT_MINOR = 99_999_999
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_LENGTH = 40
+MAX_METADATA_VALUE_LENGTH = 500
+MAX_DESCRIPTION_LENGTH = 1000
+SUPPORTED_PAYMENT_METHOD_TYPES = frozenset({"card"})
+SUPPORTED_CURRENCIES = frozenset(
+    "aed aud brl cad chf cny czk dkk eur gbp hkd huf idr ils inr isk jpy krw kwd mxn myr nok nzd "
+    "php pln ron sek sgd thb try twd usd zar bhd jod omr tnd clp vnd".split()
+)
+ALLOWED_PARAMS = frozenset(
+    {"amount", "currency", "payment_method", "confirm", "payment_method_types", "metadata", "description"}
+    | {"expand"}
+)
+
+
+@dataclass(frozen=True)
+class CreateParams:
+    amount: int
+    currency: str
+    payment_method: str | None
+    confirm: bool
+    payment_method_types: list[str]
+    metadata: dict[str, str]
+    description: str | None
+
+
+def parse_create_params(form: FormDict) -> CreateParams:
+    for name in form:
+        if name not in ALLOWED_PARAMS:
+            raise errors.invalid_request(f"Received unknown parameter: {name}", name, "parameter_unknown")
+    try:
+        return CreateParams(
+            amount=_amount(form),
+            currency=_currency(form),
+            payment_method=_payment_method(form),
+            confirm=_boolean(form, "confirm"),
+            payment_method_types=_payment_method_types(form),
+            metadata=_metadata(form),
+            description=_optional_string(form, "description", MAX_DESCRIPTION_LENGTH),
+        )
+    except FormError as error:
+        raise errors.invalid_request(str(error), error.param) from None
+
+
+def _string(form: FormDict, name: str) -> str | None:
+    value: FormValue | None = form.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise errors.invalid_request(f"Invalid string: {name} must be a string.", name)
+    return value
+
+
+def _amount(form: FormDict) -> int:
+    raw = _string(form, "amount")
+    if raw is None:
+        raise errors.parameter_missing("amount")
+    if _INTEGER.fullmatch(raw) is None:
+        raise errors.parameter_invalid_integer("amount")
+    amount = int(raw)
+    if amount < 1:
+        raise errors.invalid_request("This value must be greater than or equal to 1.", "amount", "amount_too_small")
+    if amount > MAX_AMOUNT_MINOR:
+        message = f"Amount must be no more than {MAX_AMOUNT_MINOR} in the smallest currency unit."
+        raise errors.invalid_request(message, "amount", "amount_too_large")
+    return amount
+
+
+def _currency(form: FormDict) -> str:
+    raw = _string(form, "currency")
+    if raw is None:
+        raise errors.parameter_missing("currency")
+    currency = raw.lower()
+    if currency not in SUPPORTED_CURRENCIES:
+        supported = ", ".join(sorted(SUPPORTED_CURRENCIES))
+        raise errors.invalid_request(
+            f"Invalid currency: {raw}. Stripe currently supports these currencies: {supported}", "currency"
+        )
+    return currency
+
+
+def _payment_method(form: FormDict) -> str | None:
+    token = _string(form, "payment_method")
+    if token is not None and not is_known_payment_method(token):
+        raise errors.resource_missing(f"No such PaymentMethod: '{token}'", "payment_method")
+    return token
+
+
+def _boolean(form: FormDict, name: str) -> bool:
+    raw = _string(form, name)
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise errors.invalid_request(f"Invalid boolean: {raw}", name)
+
+
+def _payment_method_types(form: FormDict) -> list[str]:
+    raw = form.get("payment_method_types")
+    if raw is None:
+        return ["card"]
+    types: list[str] = []
+    for item in as_list(raw, "payment_method_types"):
+        if not isinstance(item, str) or item not in SUPPORTED_PAYMENT_METHOD_TYPES:
+            message = f"The payment method type provided: {item} is invalid."
+            raise errors.invalid_request(message, "payment_method_types", "payment_intent_invalid_parameter")
+        types.append(item)
+    return types or ["card"]
+
+
+def _metadata(form: FormDict) -> dict[str, str]:
+    raw = form.get("metadata")
+    metadata = {} if raw is None else as_string_map(raw, "metadata")
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise errors.invalid_request(f"Metadata can have at most {MAX_METADATA_KEYS} keys.", "metadata")
+    for key, value in metadata.items():
+        if len(key) > MAX_METADATA_KEY_LENGTH:
+            message = f"Metadata keys can have at most {MAX_METADATA_KEY_LENGTH} characters."
+            raise errors.invalid_request(message, f"metadata[{key}]")
+        if len(value) > MAX_METADATA_VALUE_LENGTH:
+            message = f"Metadata values can have at most {MAX_METADATA_VALUE_LENGTH} characters."
+            raise errors.invalid_request(message, f"metadata[{key}]")
+    return metadata
+
+
+def _optional_string(form: FormDict, name: str, max_length: int) -> str | None:
+    value = _string(form, name)
+    if value is not None and len(value) > max_length:
+        raise errors.invalid_request(f"{name} can have at most {max_length} characters.", name)
+    return value

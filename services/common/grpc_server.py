@@ -1,0 +1,180 @@
+"""gRPC server bootstrap: authentication by API key and scope, error mapping, health, reflection."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.errors import PermissionDenied, SettleError, Unauthenticated
+from services.common.grpc_errors import internal_status, to_grpc_status
+from services.common.tracing import continue_trace
+
+log = logging.getLogger(__name__)
+
+# Methods anyone may call: health checks (load balancers, probes) and reflection (tooling).
+_PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class ApiKeyAuthority:
+    """Knows the API keys and their scopes; compares keys in constant time."""
+
+    def __init__(self, keys: Mapping[str, list[str]]) -> None:
+        self._keys = [(key.encode(), frozenset(scopes)) for key, scopes in keys.items()]
+
+    def scopes_of(self, presented: str) -> frozenset[str]:
+        found: frozenset[str] | None = None
+        for key, scopes in self._keys:
+            # Every key is compared so the time taken does not reveal which one matched.
+            if hmac.compare_digest(key, presented.encode()):
+                found = scopes
+        if found is None:
+            raise Unauthenticated("the API key is not valid", reason="API_KEY_INVALID")
+        return found
+
+
+def _presented_key(metadata: Mapping[str, str | bytes]) -> str:
+    value = metadata.get("x-api-key") or metadata.get("authorization") or ""
+    text = value.decode() if isinstance(value, bytes) else value
+    return text.removeprefix("Bearer ").strip()
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Authenticates, authorises by scope and maps domain errors for every method of a service."""
+
+    def __init__(self, *, service: str, authority: ApiKeyAuthority, scopes: Mapping[str, frozenset[str]]) -> None:
+        self._service = service
+        self._authority = authority
+        # Method name (e.g. "CreatePayment") → scopes any one of which allows the call.
+        self._scopes = scopes
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(_PUBLIC_PREFIXES):
+            return handler
+        method_name = details.method.rsplit("/", 1)[-1]
+        metadata = dict(details.invocation_metadata or ())
+        return _wrap(handler, lambda: self._authorise(method_name, metadata), self._service, metadata)
+
+    def _authorise(self, method_name: str, metadata: Mapping[str, str | bytes]) -> None:
+        presented = _presented_key(metadata)
+        if not presented:
+            raise Unauthenticated("an API key is required (metadata `x-api-key`)", reason="API_KEY_MISSING")
+        granted = self._authority.scopes_of(presented)
+        allowed = self._scopes.get(method_name, frozenset())
+        if not granted & allowed:
+            raise PermissionDenied(
+                f"{method_name} needs one of the scopes {sorted(allowed)}; this key has {sorted(granted)}"
+            )
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: BaseException, service: str) -> None:
+    if isinstance(error, SettleError):
+        status = to_grpc_status(error, service)
+    else:
+        log.exception("unexpected error in gRPC handler", exc_info=error)
+        status = internal_status()
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    authorise: Callable[[], None],
+    service: str,
+    metadata: Mapping[str, str | bytes],
+) -> grpc.RpcMethodHandler:
+    def prepare() -> None:
+        traceparent = metadata.get("traceparent", "")
+        continue_trace(traceparent.decode() if isinstance(traceparent, bytes) else traceparent)
+        authorise()
+
+    if handler.unary_unary:
+        inner_unary = handler.unary_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                prepare()
+                return await inner_unary(request, context)
+            except Exception as error:
+                if isinstance(error, grpc.aio.AbortError):
+                    raise
+                await _abort(context, error, service)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        inner_stream = handler.unary_stream
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            try:
+                prepare()
+                async for response in inner_stream(request, context):
+                    yield response
+            except Exception as error:
+                if isinstance(error, grpc.aio.AbortError):
+                    raise
+                await _abort(context, error, service)
+
+        return grpc.unary_stream_rpc_method_handler(
+            stream, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        inner_client_stream = handler.stream_unary
+
+        async def client_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                prepare()
+                return await inner_client_stream(requests, context)
+            except Exception as error:
+                if isinstance(error, grpc.aio.AbortError):
+                    raise
+                await _abort(context, error, service)
+
+        return grpc.stream_unary_rpc_method_handler(
+            client_stream, handler.request_deserializer, handler.response_serializer
+        )
+    return handler
+
+
+def create_server(
+    *,
+    service: str,
+    registrations: list[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]],
+    api_keys: Mapping[str, list[str]],
+    scopes: Mapping[str, frozenset[str]],
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """Builds a server with the given servicers (add function, servicer, full service name).
+
+    The caller binds a port and starts it; tests bind port 0 on a real server.
+    """
+    server = grpc.aio.server(
+        interceptors=[ServiceInterceptor(service=service, authority=ApiKeyAuthority(api_keys), scopes=scopes)],
+        options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+        maximum_concurrent_rpcs=2048,
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    for add, servicer, full_name in registrations:
+        add(servicer, server)
+        names.append(full_name)
+    reflection.enable_server_reflection(names, server)
+    return server, health_servicer
+
+
+async def mark_serving(health_servicer: health.aio.HealthServicer, names: list[str], serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ["", *names]:
+        await health_servicer.set(name, status)

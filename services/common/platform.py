@@ -1,0 +1,113 @@
+"""The composition root every service shares: database engine, outbox relay, consumers, gRPC server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.config import ServiceSettings
+from services.common.consumer import Consumer, EventHandler
+from services.common.db import create_engine, service_database_url
+from services.common.grpc_server import create_server
+from services.common.kafka import create_consumer, create_producer
+from services.common.migrations import database_name
+from services.common.relay import OutboxRelay
+from services.common.runtime import BackgroundLoop, ServiceProcess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Platform:
+    """What a service gets from the shared platform. Build with `Platform.create`, start with `start`."""
+
+    service: str
+    settings: ServiceSettings
+    engine: AsyncEngine
+    producer: AIOKafkaProducer
+    relay: OutboxRelay
+    loops: list[BackgroundLoop] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, service: str, settings: ServiceSettings) -> Platform:
+        engine = create_engine(
+            service_database_url(settings.database_url, database_name(service)), pool_size=settings.db_pool_size
+        )
+        producer = create_producer(settings.kafka_bootstrap_servers, client_id=f"settle-{service}")
+        relay = OutboxRelay(
+            engine,
+            producer,
+            service=service,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            batch_size=settings.outbox_batch_size,
+            poll_interval_s=settings.outbox_poll_interval_ms / 1000,
+            retention=timedelta(hours=settings.outbox_retention_hours),
+        )
+        platform = cls(service, settings, engine, producer, relay)
+        platform.loops.append(BackgroundLoop("outbox-relay", relay.run, relay.stop))
+        return platform
+
+    def add_consumer(
+        self,
+        name: str,
+        topics: Sequence[str],
+        handler: EventHandler,
+        on_commit: Callable[[], None] | None = None,
+    ) -> Consumer:
+        """Adds a consumer in the group `settle-<service>-<name>`; after each commit the relay is woken."""
+        group_id = f"settle-{self.service}-{name}"
+        kafka = create_consumer(
+            self.settings.kafka_bootstrap_servers, group_id=group_id, topics=list(topics), client_id=group_id
+        )
+
+        def committed() -> None:
+            self.relay.wake()
+            if on_commit:
+                on_commit()
+
+        consumer = Consumer(
+            engine=self.engine,
+            kafka=kafka,
+            handler=handler,
+            group_id=group_id,
+            batch_size=self.settings.consumer_batch_size,
+            on_commit=committed,
+        )
+        self.loops.append(BackgroundLoop(f"consumer-{name}", consumer.run, consumer.stop))
+        return consumer
+
+    def add_loop(self, loop: BackgroundLoop) -> None:
+        self.loops.append(loop)
+
+    def build_process(
+        self,
+        registrations: list[tuple[Callable[[Any, Any], None], Any, str]],
+        scopes: dict[str, frozenset[str]],
+    ) -> tuple[ServiceProcess, int]:
+        """Creates the gRPC server bound to the configured address; returns the process and bound port."""
+        server, health_servicer = create_server(
+            service=self.service, registrations=registrations, api_keys=self.settings.api_keys, scopes=scopes
+        )
+        port = server.add_insecure_port(f"{self.settings.grpc_host}:{self.settings.grpc_port}")
+        process = ServiceProcess(
+            server=server,
+            health_servicer=health_servicer,
+            service_names=[name for _, _, name in registrations],
+            loops=self.loops,
+            grace_s=self.settings.shutdown_grace_s,
+            cleanup=[self.close],
+        )
+        return process, port
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def close(self) -> None:
+        await self.producer.stop()
+        await self.engine.dispose()

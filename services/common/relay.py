@@ -1,0 +1,151 @@
+"""The outbox relay: publishes stored events to Kafka and marks them sent.
+
+Rows are claimed with FOR UPDATE SKIP LOCKED, so several relays (replicas) never publish the same
+batch concurrently; a crash between publish and marking re-publishes, which consumers dedupe by event
+id. Published rows are kept for a retention window so that a *new* broker (embedded mode restarts, a
+disaster recovery cluster) can be refilled: the relay detects one by the absence of its marker in
+the control topic and re-publishes the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+CONTROL_TOPIC = "settle.control.relay-markers"
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: AIOKafkaProducer,
+        *,
+        service: str,
+        bootstrap_servers: str,
+        batch_size: int = 1000,
+        poll_interval_s: float = 0.1,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self._engine = engine
+        self._producer = producer
+        self._service = service
+        self._bootstrap_servers = bootstrap_servers
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._retention = retention
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.published_total = 0
+
+    def wake(self) -> None:
+        """Called after a commit that added outbox rows, so they go out without waiting for a poll."""
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        await self.replay_if_new_broker()
+        last_cleanup = datetime.now(UTC)
+        while not self._stopping.is_set():
+            published = await self.publish_batch()
+            if datetime.now(UTC) - last_cleanup > timedelta(minutes=10):
+                await self.delete_expired()
+                last_cleanup = datetime.now(UTC)
+            if published < self._batch_size:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval_s)
+                except TimeoutError:
+                    pass
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Publishes everything pending (graceful shutdown flushes the outbox)."""
+        while await self.publish_batch() > 0:
+            pass
+
+    async def publish_batch(self) -> int:
+        async with self._engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    text(
+                        "SELECT seq, topic, message_key, payload, headers FROM outbox "
+                        "WHERE published_at IS NULL ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED"
+                    ),
+                    {"limit": self._batch_size},
+                )
+            ).all()
+            if not rows:
+                return 0
+            deliveries = []
+            for row in rows:
+                headers = [(name, value.encode()) for name, value in row.headers.items()]
+                deliveries.append(
+                    await self._producer.send(
+                        row.topic, value=bytes(row.payload), key=bytes(row.message_key), headers=headers
+                    )
+                )
+            # Wait for every acknowledgement before marking: a row is marked only once Kafka has it.
+            await asyncio.gather(*deliveries)
+            await connection.execute(
+                text("UPDATE outbox SET published_at = now() WHERE seq = ANY(:seqs)"),
+                {"seqs": [row.seq for row in rows]},
+            )
+        self.published_total += len(rows)
+        return len(rows)
+
+    async def delete_expired(self) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                text("DELETE FROM outbox WHERE published_at < :cutoff"),
+                {"cutoff": datetime.now(UTC) - self._retention},
+            )
+
+    async def replay_if_new_broker(self) -> None:
+        if await self._broker_has_seen_us():
+            return
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                text("UPDATE outbox SET published_at = NULL WHERE published_at >= :since"),
+                {"since": datetime.now(UTC) - self._retention},
+            )
+        if result.rowcount:
+            log.warning(
+                "new broker detected: re-publishing %d retained outbox events",
+                result.rowcount,
+                extra={"service": self._service},
+            )
+
+    async def _broker_has_seen_us(self) -> bool:
+        """Writes this service's marker and reports whether an older one was already there."""
+        marker = await self._producer.send_and_wait(
+            CONTROL_TOPIC, value=b"relay-started", key=self._service.encode(), partition=0
+        )
+        partition = TopicPartition(CONTROL_TOPIC, 0)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap_servers, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            while True:
+                batch = await consumer.getmany(partition, timeout_ms=2000, max_records=1000)
+                records = batch.get(partition, [])
+                if not records:
+                    return False
+                for record in records:
+                    if record.offset >= marker.offset:
+                        return False
+                    if record.key == self._service.encode():
+                        return True
+        finally:
+            await consumer.stop()

@@ -1,0 +1,77 @@
+"""Runs one service process: gRPC server plus background loops, with graceful shutdown.
+
+Shutdown order (SIGTERM / SIGINT): report NOT_SERVING, stop accepting RPCs and let in-flight ones
+finish within the grace period, stop consumers after their current batch (offsets committed), then
+drain the outbox so nothing recorded is left unpublished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health
+
+from services.common.grpc_server import mark_serving
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BackgroundLoop:
+    """A long-running loop (consumer, relay, worker) with a way to ask it to stop."""
+
+    name: str
+    run: Callable[[], Awaitable[None]]
+    stop: Callable[[], None]
+
+
+@dataclass
+class ServiceProcess:
+    server: grpc.aio.Server
+    health_servicer: health.aio.HealthServicer
+    service_names: list[str]
+    loops: Sequence[BackgroundLoop]
+    grace_s: float = 10.0
+    cleanup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.request_stop)
+        await self.server.start()
+        await mark_serving(self.health_servicer, self.service_names, serving=True)
+        tasks = {asyncio.create_task(item.run(), name=item.name): item for item in self.loops}
+        stop_waiter = asyncio.create_task(self._stop_requested.wait())
+        done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        failed = [task for task in done if task is not stop_waiter and task.exception() is not None]
+        for task in failed:
+            log.error("background loop %s crashed", task.get_name(), exc_info=task.exception())
+        await self.shutdown(tasks)
+        if failed:
+            raise SystemExit(1)
+
+    async def shutdown(self, tasks: dict[asyncio.Task[None], BackgroundLoop]) -> None:
+        await mark_serving(self.health_servicer, self.service_names, serving=False)
+        await self.server.stop(self.grace_s)
+        # Loops are stopped in reverse order of registration: consumers before the relay that drains.
+        for item in reversed(list(tasks.values())):
+            item.stop()
+            task = next(t for t, i in tasks.items() if i is item)
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=self.grace_s)
+            except TimeoutError:
+                log.error("loop %s did not stop within %.0f s; cancelling", item.name, self.grace_s)
+                task.cancel()
+            except Exception as error:
+                log.info("loop %s ended with %s (already reported)", item.name, type(error).__name__)
+        for close in self.cleanup:
+            await close()

@@ -1,0 +1,1 @@
+"""Fixtures shared across test packages (kept out of conftest.py so it stays about infrastructure)."""
