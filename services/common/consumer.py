@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 _MAX_BACKOFF_S = 5.0
 
 
-class EventRejected(Exception):  # noqa: N818 - a verdict on the event, not a failure of the consumer
+class EventRejected(Exception):
     """Raised by a handler for an event that can never be applied (it goes to the DLQ)."""
 
     def __init__(self, event: InboundEvent, reason: str) -> None:
@@ -61,7 +61,7 @@ class EventHandler(Protocol):
     async def handle(self, connection: AsyncConnection, events: Sequence[InboundEvent]) -> None: ...
 
 
-class PoisonRecord(Exception):  # noqa: N818
+class PoisonRecord(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -174,7 +174,9 @@ class Consumer:
         await self._commit_offsets(batch)
         self.processed_total += len(records)
 
-    async def _apply(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _apply(
+        self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> None:
         events: list[InboundEvent] = []
         for record in records:
             try:

@@ -37,4 +37,3 @@ def create_engine(url: URL, *, pool_size: int = 10) -> AsyncEngine:
         # Statement timeouts bound every query: a stuck lock must surface as an error, not a hang.
         connect_args={"options": "-c statement_timeout=30000 -c lock_timeout=10000"},
     )
-

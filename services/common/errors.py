@@ -88,3 +88,8 @@ class Validator:
             first = self.violations[0]
             more = f" (and {len(self.violations) - 1} more)" if len(self.violations) > 1 else ""
             raise InvalidArgument(f"{first.field}: {first.description}{more}", violations=self.violations)
+
+
+class Unimplemented(SettleError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+    default_reason = "NOT_IMPLEMENTED"

@@ -15,7 +15,9 @@ ERROR_DOMAIN = "settle.dev"
 def to_grpc_status(error: SettleError, service: str) -> grpc.Status:
     details: list[any_pb2.Any] = []
     info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata={"service": service}))
+    info.Pack(
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata={"service": service})
+    )
     details.append(info)
     if error.violations:
         bad_request = any_pb2.Any()
@@ -43,7 +45,7 @@ def internal_status() -> grpc.Status:
 
 def error_info_reason(error: grpc.aio.AioRpcError | grpc.RpcError) -> str:
     """The ErrorInfo reason of a failed call (for clients and tests)."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     if status is None:
         return ""
     for detail in status.details:
@@ -56,7 +58,7 @@ def error_info_reason(error: grpc.aio.AioRpcError | grpc.RpcError) -> str:
 
 def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> dict[str, str]:
     """The BadRequest field violations of a failed call, field → description."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     violations: dict[str, str] = {}
     for detail in status.details if status else []:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):

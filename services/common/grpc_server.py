@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -47,7 +47,9 @@ def _presented_key(metadata: Mapping[str, str | bytes]) -> str:
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Authenticates, authorises by scope and maps domain errors for every method of a service."""
 
-    def __init__(self, *, service: str, authority: ApiKeyAuthority, scopes: Mapping[str, frozenset[str]]) -> None:
+    def __init__(
+        self, *, service: str, authority: ApiKeyAuthority, scopes: Mapping[str, frozenset[str]]
+    ) -> None:
         self._service = service
         self._authority = authority
         # Method name (e.g. "CreatePayment") → scopes any one of which allows the call.
@@ -149,7 +151,7 @@ def _wrap(
 def create_server(
     *,
     service: str,
-    registrations: list[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]],
+    registrations: Sequence[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]],
     api_keys: Mapping[str, list[str]],
     scopes: Mapping[str, frozenset[str]],
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
@@ -158,7 +160,9 @@ def create_server(
     The caller binds a port and starts it; tests bind port 0 on a real server.
     """
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(service=service, authority=ApiKeyAuthority(api_keys), scopes=scopes)],
+        interceptors=[
+            ServiceInterceptor(service=service, authority=ApiKeyAuthority(api_keys), scopes=scopes)
+        ],
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         maximum_concurrent_rpcs=2048,
     )
@@ -173,8 +177,6 @@ def create_server(
 
 
 async def mark_serving(health_servicer: health.aio.HealthServicer, names: list[str], serving: bool) -> None:
-    status = (
-        health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-    )
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ["", *names]:
         await health_servicer.set(name, status)

@@ -70,8 +70,8 @@ def start_infrastructure(mode: str, data_dir: Path) -> Infrastructure:
 def _external() -> Infrastructure:
     database_url = os.environ.get("SETTLE_DATABASE_URL", "")
     bootstrap = os.environ.get("SETTLE_KAFKA_BOOTSTRAP_SERVERS", "")
-    missing = [name for name, value in (("SETTLE_DATABASE_URL", database_url),
-                                         ("SETTLE_KAFKA_BOOTSTRAP_SERVERS", bootstrap)) if not value]  # fmt: skip
+    required = {"SETTLE_DATABASE_URL": database_url, "SETTLE_KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    missing = [name for name, value in required.items() if not value]
     if missing:
         raise InfrastructureError(f"external mode needs {' and '.join(missing)}")
     return Infrastructure("external", database_url, bootstrap)
@@ -98,11 +98,13 @@ def _embedded(data_dir: Path) -> Infrastructure:
     try:
         import pgserver
     except ImportError as error:
-        raise InfrastructureError("embedded mode needs the pgserver package (pip install pgserver)") from error
+        raise InfrastructureError(
+            "embedded mode needs the pgserver package (pip install pgserver)"
+        ) from error
     pg_dir = data_dir / "postgres"
     pg_dir.mkdir(parents=True, exist_ok=True)
     # cleanup_mode="stop": stop the server when we exit but keep the data directory (data persists).
-    server = pgserver.get_server(str(pg_dir), cleanup_mode="stop")
+    server = pgserver.get_server(str(pg_dir), cleanup_mode="stop")  # type: ignore[attr-defined]
     broker = MockKafkaCluster()
     infra = Infrastructure("embedded", server.get_uri(), broker.bootstrap_servers, pg_host=str(pg_dir))
     infra._closers += [server.cleanup, broker.close]

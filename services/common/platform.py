@@ -37,7 +37,8 @@ class Platform:
     @classmethod
     def create(cls, service: str, settings: ServiceSettings) -> Platform:
         engine = create_engine(
-            service_database_url(settings.database_url, database_name(service)), pool_size=settings.db_pool_size
+            service_database_url(settings.database_url, database_name(service)),
+            pool_size=settings.db_pool_size,
         )
         producer = create_producer(settings.kafka_bootstrap_servers, client_id=f"settle-{service}")
         relay = OutboxRelay(
@@ -87,7 +88,7 @@ class Platform:
 
     def build_process(
         self,
-        registrations: list[tuple[Callable[[Any, Any], None], Any, str]],
+        registrations: Sequence[tuple[Callable[[Any, Any], None], Any, str]],
         scopes: dict[str, frozenset[str]],
     ) -> tuple[ServiceProcess, int]:
         """Creates the gRPC server bound to the configured address; returns the process and bound port."""

@@ -10,6 +10,7 @@ the control topic and re-publishes the window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -63,10 +64,8 @@ class OutboxRelay:
                 last_cleanup = datetime.now(UTC)
             if published < self._batch_size:
                 self._wakeup.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval_s)
-                except TimeoutError:
-                    pass
         await self.drain()
 
     async def drain(self) -> None:

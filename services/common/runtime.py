@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health
@@ -26,7 +27,7 @@ class BackgroundLoop:
     """A long-running loop (consumer, relay, worker) with a way to ask it to stop."""
 
     name: str
-    run: Callable[[], Awaitable[None]]
+    run: Callable[[], Coroutine[Any, Any, None]]
     stop: Callable[[], None]
 
 
@@ -49,7 +50,9 @@ class ServiceProcess:
             loop.add_signal_handler(signum, self.request_stop)
         await self.server.start()
         await mark_serving(self.health_servicer, self.service_names, serving=True)
-        tasks = {asyncio.create_task(item.run(), name=item.name): item for item in self.loops}
+        tasks: dict[asyncio.Task[None], BackgroundLoop] = {
+            asyncio.create_task(item.run(), name=item.name): item for item in self.loops
+        }
         stop_waiter = asyncio.create_task(self._stop_requested.wait())
         done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         failed = [task for task in done if task is not stop_waiter and task.exception() is not None]

@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from settle.common.v1.money_pb2 import Money
+from settle.events.v1.events_pb2 import PaymentOrderRequested
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -21,8 +23,6 @@ from services.common.events import (
 from services.common.infra import Infrastructure
 from services.common.kafka import create_consumer, create_producer
 from services.common.relay import OutboxRelay
-from settle.common.v1.money_pb2 import Money
-from settle.events.v1.events_pb2 import PaymentOrderRequested
 
 
 class RecordingHandler:

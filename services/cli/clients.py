@@ -1,0 +1,52 @@
+"""gRPC clients of a running Settle, authenticated with an API key (`x-api-key` metadata)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from settle.executor.v1 import executor_pb2_grpc
+from settle.ledger.v1 import ledger_pb2_grpc
+from settle.payment.v1 import payment_pb2_grpc
+from settle.wallet.v1 import wallet_pb2_grpc
+
+
+class _ApiKeyInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    def __init__(self, api_key: str) -> None:
+        self._metadata = (("x-api-key", api_key),)
+
+    def _with_key(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = tuple(details.metadata or ()) + self._metadata
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return await continuation(self._with_key(details), request)
+
+    async def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return await continuation(self._with_key(details), request)
+
+
+def channel(address: str, api_key: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, interceptors=[_ApiKeyInterceptor(api_key)])
+
+
+def payment_stub(ch: grpc.aio.Channel) -> payment_pb2_grpc.PaymentServiceStub:
+    return payment_pb2_grpc.PaymentServiceStub(ch)
+
+
+def wallet_stub(ch: grpc.aio.Channel) -> wallet_pb2_grpc.WalletServiceStub:
+    return wallet_pb2_grpc.WalletServiceStub(ch)
+
+
+def ledger_stub(ch: grpc.aio.Channel) -> ledger_pb2_grpc.LedgerServiceStub:
+    return ledger_pb2_grpc.LedgerServiceStub(ch)
+
+
+def executor_stub(ch: grpc.aio.Channel) -> executor_pb2_grpc.ExecutorServiceStub:
+    return executor_pb2_grpc.ExecutorServiceStub(ch)

@@ -1,0 +1,171 @@
+"""Starts and stops a whole Settle: infrastructure, PSP sandbox and the five services as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.cli.endpoints import DEFAULT_PORTS, DEFAULT_SANDBOX_PORT, SERVICES, ApiKeys, Endpoints
+from services.common.infra import Infrastructure, choose_mode, start_infrastructure
+from services.common.migrations import upgrade
+
+_START_TIMEOUT_S = 60.0
+_STOP_TIMEOUT_S = 20.0
+
+
+class StackError(RuntimeError):
+    """A part of Settle did not start; the message names it and quotes its log."""
+
+
+def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
+    """`preferred` if nothing listens there, else any free port."""
+    for candidate in (preferred, 0) if preferred else (0,):
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, candidate))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise StackError("no free TCP port")
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    infra: Infrastructure
+    endpoints: Endpoints
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    owns_infra: bool = True
+
+    def log_path(self, name: str) -> Path:
+        return self.data_dir / "logs" / f"{name}.log"
+
+    def stop(self) -> None:
+        """Stops services first (they drain their outboxes), then the sandbox, then infrastructure."""
+        for name in [*SERVICES, "psp_sandbox"]:
+            process = self.processes.get(name)
+            if process and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=_STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.processes.clear()
+        Endpoints.remove(self.data_dir)
+        if self.owns_infra:
+            self.infra.close()
+
+    def exited(self) -> dict[str, int]:
+        """Processes that have ended unexpectedly, with their exit codes."""
+        return {name: code for name, p in self.processes.items() if (code := p.poll()) is not None}
+
+    def tail(self, name: str, lines: int = 20) -> str:
+        path = self.log_path(name)
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def start_stack(
+    data_dir: Path,
+    *,
+    infra: Infrastructure | None = None,
+    fixed_ports: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> Stack:
+    """Starts everything and waits until every service reports SERVING. Stops what it started on failure."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "logs").mkdir(exist_ok=True)
+    owns_infra = infra is None
+    infrastructure = infra or start_infrastructure(choose_mode(), data_dir)
+    keys = ApiKeys.load_or_create(data_dir)
+    sandbox_port = free_port(DEFAULT_SANDBOX_PORT if fixed_ports else 0)
+    ports = {name: free_port(DEFAULT_PORTS[name] if fixed_ports else 0) for name in SERVICES}
+    endpoints = Endpoints(
+        grpc={name: f"127.0.0.1:{port}" for name, port in ports.items()},
+        psp_sandbox_url=f"http://127.0.0.1:{sandbox_port}",
+        api_keys=keys,
+        database_url=infrastructure.database_url,
+        kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers,
+        infra_mode=infrastructure.mode,
+        pg_host=infrastructure.pg_host,
+    )
+    stack = Stack(data_dir, infrastructure, endpoints, owns_infra=owns_infra)
+    try:
+        for service in SERVICES:
+            upgrade(service, infrastructure.database_url)
+        base_env = {
+            **os.environ,
+            "SETTLE_DATABASE_URL": infrastructure.database_url,
+            "SETTLE_KAFKA_BOOTSTRAP_SERVERS": infrastructure.kafka_bootstrap_servers,
+            "SETTLE_API_KEYS": json.dumps(keys.as_setting()),
+            "SETTLE_PSP_API_BASE": endpoints.psp_sandbox_url,
+            **(extra_env or {}),
+        }
+        sandbox_dir = data_dir / "psp_sandbox"
+        stack.processes["psp_sandbox"] = _spawn(
+            stack, "psp_sandbox",
+            ["-m", "psp_sandbox", "--port", str(sandbox_port), "--data-dir", str(sandbox_dir)], base_env,
+        )  # fmt: skip
+        _wait_for_port(stack, "psp_sandbox", sandbox_port)
+        for service in SERVICES:
+            env = {**base_env, "SETTLE_GRPC_PORT": str(ports[service])}
+            stack.processes[service] = _spawn(stack, service, ["-m", f"services.{service}"], env)
+        for service in SERVICES:
+            _wait_until_serving(stack, service, endpoints.grpc[service])
+        endpoints.pids = {name: process.pid for name, process in stack.processes.items()}
+        endpoints.save(data_dir)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def _spawn(stack: Stack, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = stack.log_path(name).open("ab")
+    # A new session: Ctrl-C reaches `settle up` only, which then stops the children in order.
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+        [sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _check_alive(stack: Stack, name: str) -> None:
+    code = stack.processes[name].poll()
+    if code is not None:
+        raise StackError(f"{name} exited with code {code} while starting; its log ends with:\n{stack.tail(name)}")
+
+
+def _wait_for_port(stack: Stack, name: str, port: int) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        _check_alive(stack, name)
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise StackError(f"{name} did not listen on port {port} within {_START_TIMEOUT_S:.0f} s")
+
+
+def _wait_until_serving(stack: Stack, name: str, address: str) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            _check_alive(stack, name)
+            try:
+                response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise StackError(f"{name} was not SERVING at {address} within {_START_TIMEOUT_S:.0f} s:\n{stack.tail(name)}")

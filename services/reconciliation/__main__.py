@@ -1,0 +1,3 @@
+from services.reconciliation.entrypoints.main import main
+
+main()
