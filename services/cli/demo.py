@@ -61,25 +61,46 @@ async def bounded(limit: int, items: Sequence[T], call: Callable[[T], Awaitable[
     return list(await asyncio.gather(*(one(item) for item in items)))
 
 
+@dataclass
+class DemoRun:
+    """What a demo drove: the payments (in their latest state) and the sellers it used."""
+
+    payments: list[payment_pb2.Payment]
+    sellers: list[str]
+
+    @property
+    def orders(self) -> list[payment_pb2.PaymentOrder]:
+        return [order for payment in self.payments for order in payment.orders]
+
+
 async def run_demo(endpoints: Endpoints, checkouts: int, *, timeout_s: float = 300.0) -> DemoReport:
     started = time.monotonic()
-    run_id = uuid.uuid4().hex[:8]
-    factory = CheckoutFactory(run_id, sellers=max(3, min(40, checkouts // 5)))
-    keys = endpoints.api_keys
-    async with (
-        clients.channel(endpoints.grpc["payment"], keys.checkout) as payment_channel,
-        clients.channel(endpoints.grpc["wallet"], keys.finance) as wallet_channel,
-        clients.channel(endpoints.grpc["ledger"], keys.finance) as ledger_channel,
-    ):
-        payments = clients.payment_stub(payment_channel)
+    run = await drive_checkouts(endpoints, checkouts, deadline=started + timeout_s)
+    report = await verify(endpoints, run)
+    report.duration_s = round(time.monotonic() - started, 2)
+    return report
+
+
+async def drive_checkouts(endpoints: Endpoints, checkouts: int, *, deadline: float) -> DemoRun:
+    """Creates `checkouts` payments (16 in flight) and waits until each is done or the deadline passes."""
+    factory = CheckoutFactory(uuid.uuid4().hex[:8], sellers=max(3, min(40, checkouts // 5)))
+    async with clients.channel(endpoints.grpc["payment"], endpoints.api_keys.checkout) as channel:
+        payments = clients.payment_stub(channel)
         requests = [factory.next() for _ in range(checkouts)]
         created = await bounded(16, requests, lambda r: payments.CreatePayment(r, timeout=30))
-        done = await _wait_until_done(payments, [c.payment.payment_id for c in created], started + timeout_s)
-        report = DemoReport(payments_total=len(done), duration_s=0.0)
-        orders = [order for payment in done for order in payment.orders]
+        done = await _wait_until_done(payments, [c.payment.payment_id for c in created], deadline)
+    return DemoRun(done, factory.sellers)
+
+
+async def verify(endpoints: Endpoints, run: DemoRun) -> DemoReport:
+    """Checks every invariant for the run's orders and sellers through the public APIs only."""
+    report = DemoReport(payments_total=len(run.payments))
+    async with (
+        clients.channel(endpoints.grpc["wallet"], endpoints.api_keys.finance) as wallet_channel,
+        clients.channel(endpoints.grpc["ledger"], endpoints.api_keys.finance) as ledger_channel,
+    ):
         stubs = (clients.wallet_stub(wallet_channel), clients.ledger_stub(ledger_channel))
-        await _check(report, orders, factory.sellers, endpoints.psp_sandbox_url, stubs)
-    report.duration_s = round(time.monotonic() - started, 2)
+        await _check(report, run.orders, run.sellers, endpoints.psp_sandbox_url, stubs)
     return report
 
 

@@ -1,0 +1,22 @@
+"""The whole system as separate processes (the same stack `settle up` runs) on the session's infrastructure."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.cli.stack import Stack, start_stack
+from services.common.infra import Infrastructure
+
+
+@pytest.fixture(scope="session")
+def stack(migrated: Infrastructure) -> Iterator[Stack]:
+    with tempfile.TemporaryDirectory(prefix="settle-e2e-") as data_dir:
+        running = start_stack(Path(data_dir), infra=migrated, fixed_ports=False)
+        try:
+            yield running
+        finally:
+            running.stop()
