@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -62,7 +64,11 @@ async def _handle(request: web.Request, endpoint: Endpoint, request_id: str) -> 
         await _delay_before(state, fault)
         response = _response(replay.status, replay.body)
         response.headers.update(
-            {"Idempotent-Replayed": "true", "Original-Request": replay.request_id, "Idempotency-Key": idempotency_key}
+            {
+                "Idempotent-Replayed": "true",
+                "Original-Request": replay.request_id,
+                "Idempotency-Key": idempotency_key,
+            }
         )
         await _delay_after(state, fault)
         return response
@@ -86,9 +92,8 @@ async def _handle(request: web.Request, endpoint: Endpoint, request_id: str) -> 
 
 def _authenticate(request: web.Request) -> str:
     """Returns the idempotency scope: Stripe keeps keys per account, here per API key (hashed)."""
-    authorization = request.headers.get("Authorization", "")
-    scheme, _, api_key = authorization.partition(" ")
-    if scheme != "Bearer" or not api_key:
+    api_key = _api_key(request.headers.get("Authorization", ""))
+    if not api_key:
         raise errors.authentication_failed(
             "You did not provide an API key. You need to provide your API key in the Authorization header, "
             "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
@@ -97,6 +102,19 @@ def _authenticate(request: web.Request) -> str:
         masked = f"{api_key[:8]}{'*' * 8}{api_key[-4:]}" if len(api_key) > 12 else "****"
         raise errors.authentication_failed(f"Invalid API Key provided: {masked}")
     return hashlib.sha256(api_key.encode()).hexdigest()[:32]
+
+
+def _api_key(authorization: str) -> str:
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme == "Bearer":
+        return credentials.strip()
+    if scheme == "Basic":
+        # `curl -u sk_test_...:` as in Stripe's docs: the key is the user name, the password empty.
+        try:
+            return base64.b64decode(credentials, validate=True).decode().partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            return ""
+    return ""
 
 
 async def _read_form(request: web.Request) -> FormDict:
@@ -130,3 +148,11 @@ def _encode(body: errors.JsonObject) -> bytes:
 
 def _response(status: int, body: bytes) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json")
+
+
+async def unrecognized_url(request: web.Request) -> web.StreamResponse:
+    try:
+        _authenticate(request)
+        raise errors.unrecognized_url(request.method, request.path)
+    except StripeHttpError as error:
+        return error.to_response()

@@ -31,9 +31,7 @@ DECLINES: dict[str, Decline] = {
     "pm_card_chargeDeclinedFraudulent": Decline("card_declined", "fraudulent", _DECLINED),
     "pm_card_chargeDeclinedLostCard": Decline("card_declined", "lost_card", _DECLINED),
     "pm_card_chargeDeclinedStolenCard": Decline("card_declined", "stolen_card", _DECLINED),
-    "pm_card_chargeDeclinedExpiredCard": Decline(
-        "expired_card", "expired_card", "Your card has expired.", "exp_month"
-    ),
+    "pm_card_chargeDeclinedExpiredCard": Decline("expired_card", "expired_card", "Your card has expired.", "exp_month"),
     "pm_card_chargeDeclinedIncorrectCvc": Decline(
         "incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect.", "cvc"
     ),

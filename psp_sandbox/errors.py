@@ -62,7 +62,10 @@ def resource_missing(message: str, param: str | None = None) -> StripeHttpError:
 
 
 def unrecognized_url(method: str, path: str) -> StripeHttpError:
-    message = f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/."
+    message = (
+        f"Unrecognized request URL ({method}: {path}). "
+        "Please see https://stripe.com/docs or we can help at https://support.stripe.com/."
+    )
     return StripeHttpError(404, _error("invalid_request_error", message, None, None))
 
 

@@ -61,7 +61,7 @@ def parse_fault(spec: object) -> Fault:
     if unknown:
         raise FaultSpecError(f"unknown fields: {sorted(unknown)}")
     try:
-        kind = FaultKind(spec.get("fault"))
+        kind = FaultKind(str(spec.get("fault")))
     except ValueError:
         raise FaultSpecError(f"'fault' must be one of {[kind.value for kind in FaultKind]}") from None
     match = spec.get("match") or {}

@@ -39,7 +39,10 @@ def create_payment_intent(
         return _decline(state, intent, outcome)
     if outcome is Outcome.REQUIRES_ACTION:
         intent["status"] = "requires_action"
-        intent["next_action"] = {"type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect"}}
+        intent["next_action"] = {
+            "type": "use_stripe_sdk",
+            "use_stripe_sdk": {"type": "three_d_secure_redirect"},
+        }
         state.store.add_intent(intent)
         return 200, intent
     charge_id = new_id("ch")
@@ -85,6 +88,7 @@ def _new_intent(state: SandboxState, params: CreateParams) -> JsonObject:
     intent: dict[str, Any] = {
         "id": intent_id,
         "object": "payment_intent",
+        "allowed_payment_method_types": params.payment_method_types,
         "amount": params.amount,
         "amount_capturable": 0,
         "amount_received": 0,

@@ -17,12 +17,14 @@ MAX_METADATA_VALUE_LENGTH = 500
 MAX_DESCRIPTION_LENGTH = 1000
 SUPPORTED_PAYMENT_METHOD_TYPES = frozenset({"card"})
 SUPPORTED_CURRENCIES = frozenset(
-    "aed aud brl cad chf cny czk dkk eur gbp hkd huf idr ils inr isk jpy krw kwd mxn myr nok nzd "
-    "php pln ron sek sgd thb try twd usd zar bhd jod omr tnd clp vnd".split()
+    {"aed", "aud", "bhd", "brl", "cad", "chf", "clp", "cny", "czk", "dkk", "eur", "gbp", "hkd", "huf"}
+    | {"idr", "ils", "inr", "isk", "jod", "jpy", "krw", "kwd", "mxn", "myr", "nok", "nzd", "omr", "php"}
+    | {"pln", "ron", "sek", "sgd", "thb", "tnd", "try", "twd", "usd", "vnd", "zar"}
 )
 ALLOWED_PARAMS = frozenset(
-    {"amount", "currency", "payment_method", "confirm", "payment_method_types", "metadata", "description"}
-    | {"expand"}
+    {"amount", "currency", "payment_method", "confirm", "metadata", "description", "expand"}
+    # Stripe renamed the request parameter in API 2026-10-28.endive; both versions are accepted.
+    | {"payment_method_types", "allowed_payment_method_types"}
 )
 
 
@@ -109,14 +111,17 @@ def _boolean(form: FormDict, name: str) -> bool:
 
 
 def _payment_method_types(form: FormDict) -> list[str]:
-    raw = form.get("payment_method_types")
-    if raw is None:
+    names = [name for name in ("payment_method_types", "allowed_payment_method_types") if name in form]
+    if not names:
         return ["card"]
+    if len(names) > 1:
+        message = "You may only specify one of these parameters: " + ", ".join(names) + "."
+        raise errors.invalid_request(message, names[1])
     types: list[str] = []
-    for item in as_list(raw, "payment_method_types"):
+    for item in as_list(form[names[0]], names[0]):
         if not isinstance(item, str) or item not in SUPPORTED_PAYMENT_METHOD_TYPES:
             message = f"The payment method type provided: {item} is invalid."
-            raise errors.invalid_request(message, "payment_method_types", "payment_intent_invalid_parameter")
+            raise errors.invalid_request(message, names[0], "payment_intent_invalid_parameter")
         types.append(item)
     return types or ["card"]
 

@@ -1,0 +1,85 @@
+"""The /_sandbox admin API that tests and benchmarks use to inject faults and inspect money movements."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from psp_sandbox.api import STATE_KEY
+from psp_sandbox.errors import json_response
+from psp_sandbox.faults import FaultSpecError, parse_fault
+
+
+def _bad_request(message: str) -> web.Response:
+    return json_response({"error": {"type": "invalid_request_error", "message": message}}, status=400)
+
+
+async def _json_body(request: web.Request) -> Any:
+    text = await request.text()
+    return json.loads(text) if text.strip() else {}
+
+
+async def add_fault(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    try:
+        fault = parse_fault(await _json_body(request))
+        state.faults.add(fault)
+    except (json.JSONDecodeError, FaultSpecError) as error:
+        return _bad_request(str(error))
+    return json_response(fault.to_json())
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    return json_response({"data": [fault.to_json() for fault in state.faults.pending()]})
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    return json_response({"deleted": request.app[STATE_KEY].faults.clear()})
+
+
+async def list_charges(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    return json_response({"data": state.store.charges(request.query.get("payment_order_id"))})
+
+
+async def reset(request: web.Request) -> web.Response:
+    request.app[STATE_KEY].reset()
+    return json_response({"reset": True})
+
+
+async def get_clock(request: web.Request) -> web.Response:
+    clock = request.app[STATE_KEY].clock
+    return json_response({"now": clock.now_s(), "offset_s": clock.offset_s})
+
+
+async def advance_clock(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    try:
+        body = await _json_body(request)
+    except json.JSONDecodeError as error:
+        return _bad_request(str(error))
+    seconds = body.get("advance_s") if isinstance(body, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        return _bad_request("'advance_s' must be a non-negative integer")
+    state.advance_clock(seconds)
+    return await get_clock(request)
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+def admin_routes() -> list[web.RouteDef]:
+    return [
+        web.post("/_sandbox/faults", add_fault),
+        web.get("/_sandbox/faults", list_faults),
+        web.delete("/_sandbox/faults", clear_faults),
+        web.get("/_sandbox/charges", list_charges),
+        web.post("/_sandbox/reset", reset),
+        web.get("/_sandbox/clock", get_clock),
+        web.post("/_sandbox/clock", advance_clock),
+        web.get("/_sandbox/health", health),
+    ]

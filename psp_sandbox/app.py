@@ -1,0 +1,66 @@
+"""Application factory and an in-process runner, so tests can start the sandbox on port 0."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from psp_sandbox.admin import admin_routes
+from psp_sandbox.api import STATE_KEY, unrecognized_url, v1_handler
+from psp_sandbox.idempotency import DEFAULT_RETENTION_S
+from psp_sandbox.payment_intents import create_payment_intent, retrieve_payment_intent, search_payment_intents
+from psp_sandbox.state import SandboxState
+
+MAX_REQUEST_BYTES = 256 * 1024
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
+def create_app(state: SandboxState) -> web.Application:
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app[STATE_KEY] = state
+    app.add_routes(
+        [
+            web.post("/v1/payment_intents", v1_handler(create_payment_intent)),
+            # Registered before `{intent}` so "search" is not taken for an intent id.
+            web.get("/v1/payment_intents/search", v1_handler(search_payment_intents)),
+            web.get("/v1/payment_intents/{intent}", v1_handler(retrieve_payment_intent)),
+            web.route("*", "/v1/{tail:.*}", unrecognized_url),
+            *admin_routes(),
+        ]
+    )
+    return app
+
+
+@dataclass
+class RunningSandbox:
+    url: str
+    state: SandboxState
+    _runner: web.AppRunner
+
+    async def close(self) -> None:
+        self.state.begin_shutdown()
+        await self._runner.cleanup()
+        self.state.close()
+
+
+async def start_sandbox(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    data_dir: str | Path | None = None,
+    *,
+    idempotency_retention_s: int = DEFAULT_RETENTION_S,
+) -> RunningSandbox:
+    state = SandboxState(idempotency_retention_s, Path(data_dir) if data_dir is not None else None)
+    runner = web.AppRunner(create_app(state), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        state.close()
+        raise
+    bound_host, bound_port = runner.addresses[0][:2]
+    url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    return RunningSandbox(url=f"http://{url_host}:{bound_port}", state=state, _runner=runner)

@@ -1,0 +1,109 @@
+"""The worker's statements on the executions table: claim, record outcomes, release stale claims.
+
+A claim is identified by (claimed_by, attempts): every claim increments `attempts`, so a worker whose
+claim was released and taken by another (or by itself, again) can no longer record over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.executor.adapters.db import COLUMNS, execution_of, order_of
+from services.executor.domain import ChargeOrder, Execution, Outcome
+
+# The returned columns, qualified: the statements join executions with a subquery or unnest.
+_QUALIFIED_COLUMNS = ", ".join(f"e.{column.strip()}" for column in COLUMNS.split(","))
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An execution this worker holds: it may call the PSP for it and record the outcome."""
+
+    order: ChargeOrder
+    attempts: int  # PSP calls including this one; the claim token
+    budgeted_attempts: int  # the same, counted against the current retry budget
+
+
+async def claim_due(connection: AsyncConnection, *, worker_id: str, limit: int) -> list[Claim]:
+    """NOT_STARTED → EXECUTING for up to `limit` due executions. Commit before calling the PSP.
+
+    SKIP LOCKED lets concurrent workers claim disjoint rows; a row another worker claimed first
+    no longer matches `status = 'NOT_STARTED'` when re-checked under its lock.
+    """
+    result = await connection.execute(
+        text(
+            "UPDATE executions e SET status = 'EXECUTING', claimed_by = :worker_id, claimed_at = now(), "
+            "attempts = e.attempts + 1, budgeted_attempts = e.budgeted_attempts + 1, updated_at = now() "
+            "FROM (SELECT payment_order_id FROM executions "
+            "      WHERE status = 'NOT_STARTED' AND next_attempt_at <= now() "
+            "      ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED) due "
+            "WHERE e.payment_order_id = due.payment_order_id AND e.status = 'NOT_STARTED' "
+            f"RETURNING {_QUALIFIED_COLUMNS}"
+        ),
+        {"worker_id": worker_id, "limit": limit},
+    )
+    return [Claim(order_of(row), row.attempts, row.budgeted_attempts) for row in result]
+
+
+async def record_outcomes(
+    connection: AsyncConnection, *, worker_id: str, outcomes: Sequence[tuple[Claim, Outcome]]
+) -> list[Execution]:
+    """Applies outcomes to the claims this worker still holds; returns the executions updated."""
+    if not outcomes:
+        return []
+    result = await connection.execute(
+        text(
+            "UPDATE executions e SET status = o.status, "
+            "psp_reference = CASE WHEN o.psp_reference <> '' THEN o.psp_reference ELSE e.psp_reference END, "
+            "failure_code = o.failure_code, failure_message = o.failure_message, "
+            "next_attempt_at = CASE WHEN o.status = 'NOT_STARTED' "
+            "  THEN now() + o.delay_ms * interval '1 millisecond' ELSE e.next_attempt_at END, "
+            "claimed_by = NULL, claimed_at = NULL, updated_at = now() "
+            "FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[]), CAST(:statuses AS text[]), "
+            "  CAST(:references AS text[]), CAST(:codes AS text[]), CAST(:messages AS text[]), "
+            "  CAST(:delays AS bigint[])) AS o(payment_order_id, attempts, status, psp_reference, "
+            "  failure_code, failure_message, delay_ms) "
+            "WHERE e.payment_order_id = o.payment_order_id AND e.status = 'EXECUTING' "
+            "AND e.claimed_by = :worker_id AND e.attempts = o.attempts "
+            f"RETURNING {_QUALIFIED_COLUMNS}"
+        ),
+        {
+            "worker_id": worker_id,
+            "ids": [claim.order.payment_order_id for claim, _ in outcomes],
+            "attempts": [claim.attempts for claim, _ in outcomes],
+            "statuses": [str(outcome.status) for _, outcome in outcomes],
+            "references": [outcome.psp_reference for _, outcome in outcomes],
+            "codes": [outcome.failure_code for _, outcome in outcomes],
+            "messages": [outcome.failure_message for _, outcome in outcomes],
+            "delays": [outcome.retry_delay_ms for _, outcome in outcomes],
+        },
+    )
+    return [execution_of(row) for row in result]
+
+
+async def release_stale(
+    connection: AsyncConnection, *, stale_claim_s: int, retry_budget: int, limit: int
+) -> list[Execution]:
+    """Claims older than `stale_claim_s` (their worker died or hung mid-call) go back to NOT_STARTED,
+    due now, to be retried with the same idempotency key; or to UNKNOWN once the budget is used up,
+    so that an order that kills its worker cannot loop forever."""
+    result = await connection.execute(
+        text(
+            "UPDATE executions e SET "
+            "status = CASE WHEN e.budgeted_attempts >= :budget THEN 'UNKNOWN' ELSE 'NOT_STARTED' END, "
+            "failure_code = 'stale_claim', "
+            "failure_message = 'claim by ' || e.claimed_by || ' expired before its outcome was recorded', "
+            "claimed_by = NULL, claimed_at = NULL, next_attempt_at = now(), updated_at = now() "
+            "FROM (SELECT payment_order_id FROM executions "
+            "      WHERE status = 'EXECUTING' AND claimed_at < now() - make_interval(secs => :stale_claim_s) "
+            "      ORDER BY claimed_at LIMIT :limit FOR UPDATE SKIP LOCKED) stale "
+            "WHERE e.payment_order_id = stale.payment_order_id AND e.status = 'EXECUTING' "
+            f"RETURNING {_QUALIFIED_COLUMNS}"
+        ),
+        {"stale_claim_s": stale_claim_s, "budget": retry_budget, "limit": limit},
+    )
+    return [execution_of(row) for row in result]
