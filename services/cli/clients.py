@@ -12,10 +12,7 @@ from settle.payment.v1 import payment_pb2_grpc
 from settle.wallet.v1 import wallet_pb2_grpc
 
 
-class _ApiKeyInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
-):
+class _ApiKey:
     def __init__(self, api_key: str) -> None:
         self._metadata = (("x-api-key", api_key),)
 
@@ -25,15 +22,21 @@ class _ApiKeyInterceptor(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
 
+
+# grpc.aio files each interceptor under ONE call kind (an if/elif on its base classes), so streaming
+# calls need their own interceptor object or they would go out without the key.
+class _UnaryUnaryApiKey(_ApiKey, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return await continuation(self._with_key(details), request)
 
+
+class _UnaryStreamApiKey(_ApiKey, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return await continuation(self._with_key(details), request)
 
 
 def channel(address: str, api_key: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, interceptors=[_ApiKeyInterceptor(api_key)])
+    return grpc.aio.insecure_channel(address, interceptors=[_UnaryUnaryApiKey(api_key), _UnaryStreamApiKey(api_key)])
 
 
 def payment_stub(ch: grpc.aio.Channel) -> payment_pb2_grpc.PaymentServiceStub:

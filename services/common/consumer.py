@@ -211,13 +211,16 @@ class Consumer:
         """Records the events as processed and returns those that were not already (in batch order)."""
         if not events:
             return []
+        # Sorted so that two consumers holding overlapping batches (after a rebalance) lock the same
+        # processed_events keys in the same order and cannot deadlock.
+        ordered = sorted(events, key=lambda e: e.event_id)
         inserted = await connection.execute(
             text(
                 "INSERT INTO processed_events (event_id, topic) "
                 "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:topics AS text[])) "
                 "ON CONFLICT DO NOTHING RETURNING event_id"
             ),
-            {"ids": [str(e.event_id) for e in events], "topics": [e.topic for e in events]},
+            {"ids": [str(e.event_id) for e in ordered], "topics": [e.topic for e in ordered]},
         )
         new_ids = {row.event_id for row in inserted}
         fresh: list[InboundEvent] = []

@@ -32,7 +32,8 @@ def create_engine(url: URL, *, pool_size: int = 10) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per transaction. After a database restart the first use of
+        # a stale connection fails and the connection is discarded; consumers retry such errors.
         pool_recycle=1800,
         # Statement timeouts bound every query: a stuck lock must surface as an error, not a hang.
         connect_args={"options": "-c statement_timeout=30000 -c lock_timeout=10000"},

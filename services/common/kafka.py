@@ -31,6 +31,8 @@ def create_consumer(
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_poll_records=5000,
-        session_timeout_ms=30_000,
-        heartbeat_interval_ms=3_000,
+        # A short session lets a restarted member rejoin quickly: a broker that misses a member's
+        # LeaveGroup (the embedded mock does) makes the next join wait out the old session.
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
     )

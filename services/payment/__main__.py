@@ -1,0 +1,3 @@
+from services.payment.entrypoints.main import main
+
+main()

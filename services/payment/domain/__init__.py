@@ -1,0 +1,1 @@
+"""The payment domain: pure values, validation and errors (no I/O)."""

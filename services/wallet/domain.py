@@ -1,0 +1,107 @@
+"""The wallet's domain: seller balances in three buckets and the immutable entries that explain them.
+
+A seller has one balance per currency with three buckets, all in integer minor units:
+
+- `pending`: sales not yet released (a sale lands here; it becomes available after the hold period);
+- `available`: funds that can be paid out (negative when refunds exceed it: a debt the seller owes);
+- `reserved`: funds held by payouts in flight.
+
+Every change to a bucket is an immutable `BalanceEntry` (signed amount, one bucket), so each bucket
+always equals the sum of its entries. A move between buckets (a release, a payout reservation) is two
+entries of the same cause, one per bucket. Pure Python: nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from services.common.errors import Validator
+from services.common.money import CURRENCY_EXPONENTS, Money
+
+SELLER_ID_MAX_LENGTH = 64
+
+
+class Bucket(StrEnum):
+    PENDING = "pending"
+    AVAILABLE = "available"
+    RESERVED = "reserved"
+
+
+class EntryKind(StrEnum):
+    # A succeeded payment order credited to the seller's pending bucket (once per order).
+    SALE = "sale"
+
+
+@dataclass(frozen=True, slots=True)
+class Sale:
+    """A succeeded payment order, to be credited to its seller's pending balance exactly once."""
+
+    payment_order_id: uuid.UUID
+    seller_id: str
+    amount: Money
+    event_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    seller_id: str
+    currency: str
+    pending_minor: int
+    available_minor: int
+    reserved_minor: int
+    updated_at: datetime | None
+
+    @classmethod
+    def empty(cls, seller_id: str, currency: str) -> Balance:
+        return cls(seller_id, currency, 0, 0, 0, None)
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceEntry:
+    seq: int
+    entry_id: uuid.UUID
+    seller_id: str
+    bucket: Bucket
+    amount: Money
+    kind: str
+    payment_order_id: uuid.UUID | None
+    event_id: uuid.UUID
+    created_at: datetime
+
+
+def parse_uuid(validator: Validator, field: str, value: str) -> uuid.UUID | None:
+    """The UUID in `value` (canonical text form), or None after recording a violation."""
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or str(parsed) != value.lower():
+        validator.add(field, "must be a UUID in canonical form")
+        return None
+    return parsed
+
+
+def parse_sale(*, payment_order_id: str, seller_id: str, amount_minor: int, currency: str, event_id: uuid.UUID) -> Sale:
+    """Validates a succeeded payment order; raises InvalidArgument naming every bad field."""
+    validator = Validator()
+    order_id = parse_uuid(validator, "payment_order_id", payment_order_id)
+    validator.require_text("seller_id", seller_id, max_length=SELLER_ID_MAX_LENGTH)
+    if amount_minor <= 0:
+        validator.add("amount.amount_minor", f"must be positive (got {amount_minor})")
+    if currency not in CURRENCY_EXPONENTS:
+        validator.add("amount.currency", f"{currency!r} is not a supported ISO 4217 code in upper case")
+    validator.raise_if_any()
+    assert order_id is not None
+    return Sale(order_id, seller_id, Money(amount_minor, currency), event_id)
+
+
+def validate_query(seller_id: str, currency: str | None = None) -> None:
+    """Validates a read request for a seller (and a currency, when the request has one)."""
+    validator = Validator()
+    validator.require_text("seller_id", seller_id, max_length=SELLER_ID_MAX_LENGTH)
+    if currency is not None and currency not in CURRENCY_EXPONENTS:
+        validator.add("currency", f"{currency!r} is not a supported ISO 4217 code in upper case")
+    validator.raise_if_any()

@@ -1,0 +1,49 @@
+"""The wallet process: composition root wiring the platform, the use cases and the entrypoints."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from settle.wallet.v1 import wallet_pb2, wallet_pb2_grpc
+
+from services.common.config import load_settings
+from services.common.events import PAYMENT_ORDER_SUCCEEDED
+from services.common.logs import configure_logging
+from services.common.platform import Platform
+from services.common.runtime import ServiceProcess
+from services.wallet.config import WalletSettings
+from services.wallet.entrypoints.consumer import OutcomesHandler
+from services.wallet.entrypoints.grpc import WalletServicer
+from services.wallet.service import WalletService
+
+log = logging.getLogger(__name__)
+
+SERVICE = "wallet"
+SERVICE_NAME = wallet_pb2.DESCRIPTOR.services_by_name["WalletService"].full_name
+_READERS = frozenset({"finance", "admin"})
+SCOPES = {"GetBalance": _READERS, "ListBalanceEntries": _READERS}
+
+
+async def create_service(settings: WalletSettings) -> tuple[ServiceProcess, int]:
+    """Builds the wallet process (gRPC server, `outcomes` consumer, outbox relay); returns it and its port."""
+    platform = Platform.create(SERVICE, settings)
+    await platform.start()
+    wallet = WalletService(platform.engine)
+    platform.add_consumer("outcomes", [PAYMENT_ORDER_SUCCEEDED], OutcomesHandler(wallet))
+    return platform.build_process(
+        registrations=[(wallet_pb2_grpc.add_WalletServiceServicer_to_server, WalletServicer(wallet), SERVICE_NAME)],
+        scopes=SCOPES,
+    )
+
+
+async def _serve(settings: WalletSettings) -> None:
+    process, port = await create_service(settings)
+    log.info("wallet serving gRPC on %s:%d", settings.grpc_host, port)
+    await process.run()
+
+
+def main() -> None:
+    settings = load_settings(WalletSettings)
+    configure_logging(SERVICE, settings.log_level)
+    asyncio.run(_serve(settings))

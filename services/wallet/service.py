@@ -1,0 +1,83 @@
+"""The wallet's use cases. Each change runs inside the caller's transaction with its outbox events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from settle.events.v1 import events_pb2
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common import outbox
+from services.common.events import WALLET_BALANCE_UPDATED, OutboundEvent
+from services.wallet import paging
+from services.wallet.adapters import db
+from services.wallet.domain import Balance, BalanceEntry, Bucket, Sale, validate_query
+
+log = logging.getLogger(__name__)
+
+
+def balance_updated(entry: BalanceEntry) -> OutboundEvent:
+    """The `wallet.balance.updated` event of one entry (key: the seller, so a seller's events are ordered)."""
+    deltas = {bucket: 0 for bucket in Bucket}
+    deltas[entry.bucket] = entry.amount.amount_minor
+    return OutboundEvent(
+        WALLET_BALANCE_UPDATED,
+        key=entry.seller_id,
+        message=events_pb2.WalletBalanceUpdated(
+            seller_id=entry.seller_id,
+            currency=entry.amount.currency,
+            payment_order_id=str(entry.payment_order_id or ""),
+            pending_delta_minor=deltas[Bucket.PENDING],
+            available_delta_minor=deltas[Bucket.AVAILABLE],
+            reserved_delta_minor=deltas[Bucket.RESERVED],
+            kind=entry.kind,
+            cause_event_id=str(entry.event_id),
+        ),
+    )
+
+
+class WalletService:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def record_sales(self, connection: AsyncConnection, sales: Sequence[Sale]) -> list[BalanceEntry]:
+        """Credits each sale to its seller's pending balance, once per payment order, in `connection`'s
+        transaction, and records one `wallet.balance.updated` per credited order in the outbox.
+
+        A sale whose order was already credited (a replay, or the same order under another event id)
+        changes nothing and emits nothing.
+        """
+        entries = await db.credit_sales(connection, sales)
+        await outbox.append(connection, [balance_updated(entry) for entry in entries])
+        if len(entries) < len(sales):
+            log.info("wallet: %d of %d sales were already credited", len(sales) - len(entries), len(sales))
+        return entries
+
+    async def get_balance(self, seller_id: str, currency: str) -> Balance:
+        """The seller's balance in `currency`; all zero for a seller without one."""
+        validate_query(seller_id, currency)
+        async with self._engine.connect() as connection:
+            balance = await db.fetch_balance(connection, seller_id, currency)
+        return balance or Balance.empty(seller_id, currency)
+
+    async def list_entries(self, seller_id: str, *, page_size: int, page_token: str) -> tuple[list[BalanceEntry], str]:
+        """One page of the seller's entries as of the listing's first page, oldest first, and the next
+        page's token ("" on the last)."""
+        validate_query(seller_id)
+        size = paging.page_size(page_size)
+        cursor = paging.decode_token(page_token, seller_id) if page_token else None
+        async with self._engine.connect() as connection:
+            snapshot = cursor.snapshot if cursor else await db.current_snapshot(connection)
+            entries = await db.fetch_entries(
+                connection, seller_id, snapshot=snapshot, after_seq=cursor.after_seq if cursor else 0, limit=size + 1
+            )
+        if len(entries) <= size:
+            return entries, ""
+        page = entries[:size]
+        return page, paging.encode_token(paging.EntriesCursor(seller_id, snapshot, page[-1].seq))
+
+    async def find_drift(self, seller_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """Balances of `seller_ids` that differ from the sum of their entries (always empty)."""
+        async with self._engine.connect() as connection:
+            return await db.find_drift(connection, seller_ids)
