@@ -63,8 +63,6 @@ def load_settings(settings_class: type[SettingsT]) -> SettingsT:
         return settings_class()
     except ValidationError as error:
         prefix = str(settings_class.model_config.get("env_prefix", ""))
-        lines = [
-            f"  {prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
-        ]
+        lines = [f"  {prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()]
         print("settle: invalid configuration:\n" + "\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None

@@ -174,9 +174,7 @@ class Consumer:
         await self._commit_offsets(batch)
         self.processed_total += len(records)
 
-    async def _apply(
-        self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> None:
+    async def _apply(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         events: list[InboundEvent] = []
         for record in records:
             try:

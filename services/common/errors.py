@@ -22,9 +22,7 @@ class SettleError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     default_reason = "INTERNAL"
 
-    def __init__(
-        self, message: str, *, reason: str | None = None, violations: Sequence[FieldViolation] = ()
-    ) -> None:
+    def __init__(self, message: str, *, reason: str | None = None, violations: Sequence[FieldViolation] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason

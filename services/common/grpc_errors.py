@@ -15,9 +15,7 @@ ERROR_DOMAIN = "settle.dev"
 def to_grpc_status(error: SettleError, service: str) -> grpc.Status:
     details: list[any_pb2.Any] = []
     info = any_pb2.Any()
-    info.Pack(
-        error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata={"service": service})
-    )
+    info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata={"service": service}))
     details.append(info)
     if error.violations:
         bad_request = any_pb2.Any()

@@ -47,9 +47,7 @@ def _presented_key(metadata: Mapping[str, str | bytes]) -> str:
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Authenticates, authorises by scope and maps domain errors for every method of a service."""
 
-    def __init__(
-        self, *, service: str, authority: ApiKeyAuthority, scopes: Mapping[str, frozenset[str]]
-    ) -> None:
+    def __init__(self, *, service: str, authority: ApiKeyAuthority, scopes: Mapping[str, frozenset[str]]) -> None:
         self._service = service
         self._authority = authority
         # Method name (e.g. "CreatePayment") → scopes any one of which allows the call.
@@ -111,9 +109,7 @@ def _wrap(
                     raise
                 await _abort(context, error, service)
 
-        return grpc.unary_unary_rpc_method_handler(
-            unary, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
     if handler.unary_stream:
         inner_stream = handler.unary_stream
 
@@ -127,9 +123,7 @@ def _wrap(
                     raise
                 await _abort(context, error, service)
 
-        return grpc.unary_stream_rpc_method_handler(
-            stream, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_stream_rpc_method_handler(stream, handler.request_deserializer, handler.response_serializer)
     if handler.stream_unary:
         inner_client_stream = handler.stream_unary
 
@@ -160,9 +154,7 @@ def create_server(
     The caller binds a port and starts it; tests bind port 0 on a real server.
     """
     server = grpc.aio.server(
-        interceptors=[
-            ServiceInterceptor(service=service, authority=ApiKeyAuthority(api_keys), scopes=scopes)
-        ],
+        interceptors=[ServiceInterceptor(service=service, authority=ApiKeyAuthority(api_keys), scopes=scopes)],
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         maximum_concurrent_rpcs=2048,
     )

@@ -98,9 +98,7 @@ def _embedded(data_dir: Path) -> Infrastructure:
     try:
         import pgserver
     except ImportError as error:
-        raise InfrastructureError(
-            "embedded mode needs the pgserver package (pip install pgserver)"
-        ) from error
+        raise InfrastructureError("embedded mode needs the pgserver package (pip install pgserver)") from error
     pg_dir = data_dir / "postgres"
     pg_dir.mkdir(parents=True, exist_ok=True)
     # cleanup_mode="stop": stop the server when we exit but keep the data directory (data persists).

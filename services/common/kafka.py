@@ -18,9 +18,7 @@ def create_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProduc
     )
 
 
-def create_consumer(
-    bootstrap_servers: str, *, group_id: str, topics: list[str], client_id: str
-) -> AIOKafkaConsumer:
+def create_consumer(bootstrap_servers: str, *, group_id: str, topics: list[str], client_id: str) -> AIOKafkaConsumer:
     # Offsets are committed by hand, after the database commit of the batch they cover.
     return AIOKafkaConsumer(
         *topics,

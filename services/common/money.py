@@ -72,11 +72,7 @@ class Money:
         digits = exponent(self.currency)
         sign = "-" if self.amount_minor < 0 else ""
         whole, fraction = divmod(abs(self.amount_minor), 10**digits)
-        return (
-            f"{sign}{whole}.{fraction:0{digits}d} {self.currency}"
-            if digits
-            else f"{sign}{whole} {self.currency}"
-        )
+        return f"{sign}{whole}.{fraction:0{digits}d} {self.currency}" if digits else f"{sign}{whole} {self.currency}"
 
 
 def allocate(total: Money, weights: list[int]) -> list[Money]:

@@ -84,13 +84,15 @@ async def test_outbox_events_reach_the_consumer_once_even_when_redelivered(
     group = f"test-{unique}"
     consumer = Consumer(
         engine=engine,
-        kafka=create_consumer(infra.kafka_bootstrap_servers, group_id=group, topics=[PAYMENT_ORDER_REQUESTED],
-                              client_id=group),
+        kafka=create_consumer(
+            infra.kafka_bootstrap_servers, group_id=group, topics=[PAYMENT_ORDER_REQUESTED], client_id=group
+        ),
         handler=RecordingHandler(table),
         group_id=group,
     )
     consumer_task = asyncio.create_task(consumer.run())
     try:
+
         async def all_applied() -> bool:
             return set(good) <= set((await _count(engine, table)).keys())
 
@@ -123,8 +125,11 @@ async def _published_all(engine: AsyncEngine) -> bool:
 
 async def _read_topic(infra: Infrastructure, topic: str, unique: str) -> list:  # type: ignore[type-arg]
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=infra.kafka_bootstrap_servers, group_id=f"reader-{unique}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
+        topic,
+        bootstrap_servers=infra.kafka_bootstrap_servers,
+        group_id=f"reader-{unique}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
