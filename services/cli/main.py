@@ -11,6 +11,7 @@ import signal
 import sys
 import tempfile
 import threading
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -175,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # pgserver asks platformdirs for a runtime directory it does not need; the warning only confuses.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     options = build_parser().parse_args(argv)
     if getattr(options, "data_dir", "unset") is None:
         options.data_dir = default_data_dir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from services.common.migrations import upgrade
 
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 20.0
+_PR_SET_PDEATHSIG = 1
 
 
 class StackError(RuntimeError):
@@ -130,11 +132,22 @@ def start_stack(
     return stack
 
 
+def _terminate_with_parent() -> None:
+    """Runs in the child before exec: if `settle up` dies (even by SIGKILL), the child gets SIGTERM."""
+    if sys.platform == "linux":
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _spawn(stack: Stack, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     log = stack.log_path(name).open("ab")
     # A new session: Ctrl-C reaches `settle up` only, which then stops the children in order.
     return subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-        [sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [sys.executable, *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_terminate_with_parent,  # noqa: PLW1509 - only prctl, no locks or allocation-heavy work
     )
 
 
