@@ -144,7 +144,14 @@ class Consumer:
     async def _run(self) -> None:
         backoff_s = 0.1
         while not self._stopping.is_set():
-            batch = await self._kafka.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._batch_size)
+            try:
+                batch = await self._kafka.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._batch_size)
+            except KafkaError as error:
+                # A broker hiccup (rebalance, leader move) must not end the process: poll again later.
+                log.warning("consumer %s: broker error while polling, retrying: %s", self._group_id, error)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
+                continue
             if not batch:
                 continue
             try:

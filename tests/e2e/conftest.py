@@ -12,7 +12,8 @@ from services.cli.stack import Stack, start_stack
 from services.common.infra import Infrastructure
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack's consumers must be gone before other tests use the same consumer groups.
+@pytest.fixture(scope="package")
 def stack(migrated: Infrastructure) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="settle-e2e-") as data_dir:
         running = start_stack(Path(data_dir), infra=migrated, fixed_ports=False)

@@ -15,7 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.executor.adapters.db import COLUMNS, execution_of, order_of
 from services.executor.domain import ChargeOrder, Execution, Outcome
 
-# The returned columns, qualified: the statements join executions with a subquery or unnest.
+# The locking subqueries below are MATERIALIZED CTEs so that they run exactly once. Written inline
+# (`FROM (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`), PostgreSQL may put the subquery on the inner
+# side of a nested loop and rescan it per outer row, each rescan locking n more rows: a claim with
+# LIMIT 8 took 100 rows in a test, which broke the bound on calls in flight.
+
+# The returned columns, qualified: the statements join executions with a CTE or unnest.
 _QUALIFIED_COLUMNS = ", ".join(f"e.{column.strip()}" for column in COLUMNS.split(","))
 
 
@@ -36,12 +41,12 @@ async def claim_due(connection: AsyncConnection, *, worker_id: str, limit: int) 
     """
     result = await connection.execute(
         text(
+            "WITH due AS MATERIALIZED (SELECT payment_order_id FROM executions "
+            "  WHERE status = 'NOT_STARTED' AND next_attempt_at <= now() "
+            "  ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
             "UPDATE executions e SET status = 'EXECUTING', claimed_by = :worker_id, claimed_at = now(), "
             "attempts = e.attempts + 1, budgeted_attempts = e.budgeted_attempts + 1, updated_at = now() "
-            "FROM (SELECT payment_order_id FROM executions "
-            "      WHERE status = 'NOT_STARTED' AND next_attempt_at <= now() "
-            "      ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED) due "
-            "WHERE e.payment_order_id = due.payment_order_id AND e.status = 'NOT_STARTED' "
+            "FROM due WHERE e.payment_order_id = due.payment_order_id AND e.status = 'NOT_STARTED' "
             f"RETURNING {_QUALIFIED_COLUMNS}"
         ),
         {"worker_id": worker_id, "limit": limit},
@@ -93,15 +98,15 @@ async def release_stale(
     so that an order that kills its worker cannot loop forever."""
     result = await connection.execute(
         text(
+            "WITH stale AS MATERIALIZED (SELECT payment_order_id FROM executions "
+            "  WHERE status = 'EXECUTING' AND claimed_at < now() - make_interval(secs => :stale_claim_s) "
+            "  ORDER BY claimed_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
             "UPDATE executions e SET "
             "status = CASE WHEN e.budgeted_attempts >= :budget THEN 'UNKNOWN' ELSE 'NOT_STARTED' END, "
             "failure_code = 'stale_claim', "
             "failure_message = 'claim by ' || e.claimed_by || ' expired before its outcome was recorded', "
             "claimed_by = NULL, claimed_at = NULL, next_attempt_at = now(), updated_at = now() "
-            "FROM (SELECT payment_order_id FROM executions "
-            "      WHERE status = 'EXECUTING' AND claimed_at < now() - make_interval(secs => :stale_claim_s) "
-            "      ORDER BY claimed_at LIMIT :limit FOR UPDATE SKIP LOCKED) stale "
-            "WHERE e.payment_order_id = stale.payment_order_id AND e.status = 'EXECUTING' "
+            "FROM stale WHERE e.payment_order_id = stale.payment_order_id AND e.status = 'EXECUTING' "
             f"RETURNING {_QUALIFIED_COLUMNS}"
         ),
         {"stale_claim_s": stale_claim_s, "budget": retry_budget, "limit": limit},

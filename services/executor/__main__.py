@@ -1,0 +1,3 @@
+from services.executor.entrypoints.main import main
+
+main()

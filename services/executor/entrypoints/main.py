@@ -1,0 +1,81 @@
+"""The executor process: the request consumer, the worker loop and the admin API on one platform."""
+
+from __future__ import annotations
+
+import asyncio
+
+from settle.executor.v1 import executor_pb2_grpc
+
+from services.common.config import load_settings
+from services.common.events import PAYMENT_ORDER_REQUESTED
+from services.common.logs import configure_logging
+from services.common.platform import Platform
+from services.common.runtime import BackgroundLoop, ServiceProcess
+from services.executor.adapters.psp.stripe_gateway import StripeGateway
+from services.executor.config import ExecutorSettings
+from services.executor.entrypoints.consumer import ChargeRequestHandler
+from services.executor.entrypoints.grpc import SCOPES, SERVICE_NAME, ExecutorServicer
+from services.executor.entrypoints.worker_loop import WorkerLoop
+from services.executor.psp_port import PaymentGateway
+from services.executor.retry_policy import RetryPolicy
+from services.executor.service.admin import ExecutorAdmin
+from services.executor.service.worker import ExecutionWorker, WorkerConfig
+
+SERVICE = "executor"
+# Beyond the adapter's own HTTP timeout: connection setup and response parsing.
+_CHARGE_DEADLINE_MARGIN_S = 5.0
+
+
+def build_worker(platform: Platform, settings: ExecutorSettings, gateway: PaymentGateway) -> ExecutionWorker:
+    config = WorkerConfig(
+        worker_id=settings.worker_id,
+        policy=RetryPolicy(settings.retry_budget, settings.retry_base_ms, settings.retry_max_ms),
+        stale_claim_s=settings.stale_claim_s,
+        charge_deadline_s=settings.psp_timeout_s + _CHARGE_DEADLINE_MARGIN_S,
+    )
+    return ExecutionWorker(platform.engine, gateway, config, on_events=platform.relay.wake)
+
+
+async def create_service(
+    settings: ExecutorSettings, gateway: PaymentGateway | None = None
+) -> tuple[ServiceProcess, int]:
+    """Builds and starts the platform and registers everything; the caller runs the process.
+
+    A gateway passed in stays the caller's to close; one built here from the settings is closed
+    when the process shuts down.
+    """
+    platform = Platform.create(SERVICE, settings)
+    await platform.start()
+    owned_gateway = None
+    if gateway is None:
+        gateway = owned_gateway = StripeGateway(
+            settings.psp_api_key, settings.psp_api_base, timeout_s=settings.psp_timeout_s
+        )
+    worker_loop = WorkerLoop(
+        build_worker(platform, settings, gateway),
+        concurrency=settings.worker_concurrency,
+        claim_batch_size=settings.claim_batch_size,
+        poll_interval_s=settings.worker_poll_interval_ms / 1000,
+    )
+    platform.add_consumer("requests", [PAYMENT_ORDER_REQUESTED], ChargeRequestHandler(), worker_loop.wake)
+    # Registered after the consumer so that shutdown (reverse order) stops the worker first and the
+    # relay last, draining the outcome events of the calls the worker finished.
+    platform.add_loop(BackgroundLoop("executor-worker", worker_loop.run, worker_loop.stop))
+    servicer = ExecutorServicer(ExecutorAdmin(platform.engine, on_requeued=worker_loop.wake))
+    process, port = platform.build_process(
+        [(executor_pb2_grpc.add_ExecutorServiceServicer_to_server, servicer, SERVICE_NAME)], SCOPES
+    )
+    if owned_gateway is not None:
+        process.cleanup.append(owned_gateway.close)
+    return process, port
+
+
+async def _serve(settings: ExecutorSettings) -> None:
+    process, _ = await create_service(settings)
+    await process.run()
+
+
+def main() -> None:
+    settings = load_settings(ExecutorSettings)
+    configure_logging(SERVICE, settings.log_level)
+    asyncio.run(_serve(settings))

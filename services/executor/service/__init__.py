@@ -1,0 +1,1 @@
+"""The executor's use cases: accepting requests, executing charges, and the operators' admin actions."""

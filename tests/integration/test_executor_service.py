@@ -1,0 +1,455 @@
+"""The executor process end to end on real PostgreSQL, the Kafka broker, the PSP sandbox and the real
+StripeGateway: requests in on Kafka, charges at the PSP, outcomes out on Kafka, admin API over gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from settle.common.v1.money_pb2 import Money
+from settle.events.v1 import events_pb2
+from settle.executor.v1 import executor_pb2, executor_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from psp_sandbox.app import RunningSandbox, start_sandbox
+from services.common.events import (
+    HEADER_DLQ_ERROR,
+    HEADER_EVENT_ID,
+    PAYMENT_ORDER_FAILED,
+    PAYMENT_ORDER_REQUESTED,
+    PAYMENT_ORDER_SUCCEEDED,
+    dlq_topic,
+)
+from services.common.grpc_errors import error_info_reason
+from services.common.infra import Infrastructure
+from services.common.kafka import create_producer
+from services.common.outbox import envelope_headers
+from services.common.runtime import ServiceProcess
+from services.executor.adapters.psp.stripe_gateway import StripeGateway
+from services.executor.config import ExecutorSettings
+from services.executor.entrypoints.main import create_service
+from services.executor.entrypoints.worker_loop import WorkerLoop
+from services.executor.psp_port import ChargeRequest, ChargeResult, PaymentGateway
+from services.executor.retry_policy import RetryPolicy
+from services.executor.service.worker import ExecutionWorker, WorkerConfig
+
+ADMIN_KEY = "executor-test-admin-key"
+PAYMENTS_KEY = "executor-test-payments-key"
+REQUESTED_TYPE = events_pb2.PaymentOrderRequested.DESCRIPTOR.full_name
+WAIT_S = 60.0
+
+
+class EventTap:
+    """Collects every record of the outcome and dead-letter topics, by key, from the beginning."""
+
+    TOPICS = (PAYMENT_ORDER_SUCCEEDED, PAYMENT_ORDER_FAILED, dlq_topic(PAYMENT_ORDER_REQUESTED))
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *self.TOPICS,
+            bootstrap_servers=bootstrap_servers,
+            group_id=f"executor-test-tap-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        self.records: dict[tuple[str, str], list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
+        self._task: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._collect())
+
+    async def _collect(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=100)
+            for records in batch.values():
+                for record in records:
+                    self.records[(record.topic, (record.key or b"").decode())].append(record)
+            if batch:
+                self._arrived.set()
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def wait_for(self, topic: str, key: str, timeout_s: float = WAIT_S) -> ConsumerRecord[bytes, bytes]:
+        async with asyncio.timeout(timeout_s):
+            while not self.records.get((topic, key)):
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.records[(topic, key)][0]
+
+
+@pytest_asyncio.fixture(scope="module")
+async def sandbox() -> AsyncIterator[RunningSandbox]:
+    running = await start_sandbox("127.0.0.1", 0)
+    yield running
+    await running.close()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def tap(migrated: Infrastructure) -> AsyncIterator[EventTap]:
+    event_tap = EventTap(migrated.kafka_bootstrap_servers)
+    await event_tap.start()
+    yield event_tap
+    await event_tap.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def producer(migrated: Infrastructure) -> AsyncIterator[AIOKafkaProducer]:
+    kafka = create_producer(migrated.kafka_bootstrap_servers, client_id="executor-test")
+    await kafka.start()
+    yield kafka
+    await kafka.stop()
+
+
+def settings_for(infra: Infrastructure, sandbox: RunningSandbox, worker_id: str) -> ExecutorSettings:
+    return ExecutorSettings(
+        database_url=infra.database_url,
+        kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
+        api_keys={ADMIN_KEY: ["admin"], PAYMENTS_KEY: ["payments"]},
+        psp_api_base=sandbox.url,
+        psp_timeout_s=1.0,  # short, so that `timeout_after_charge` is a client timeout
+        retry_budget=6,
+        retry_base_ms=50,
+        retry_max_ms=400,
+        stale_claim_s=10,
+        worker_concurrency=8,  # small, so that a slow PSP saturates it in the race test
+        worker_id=worker_id,
+        worker_poll_interval_ms=50,
+        outbox_poll_interval_ms=50,
+        shutdown_grace_s=5,
+    )
+
+
+async def _run(settings: ExecutorSettings) -> tuple[ServiceProcess, asyncio.Task[None], int]:
+    process, port = await create_service(settings)
+    return process, asyncio.create_task(process.run()), port
+
+
+async def _stop(process: ServiceProcess, task: asyncio.Task[None]) -> None:
+    process.request_stop()
+    await asyncio.wait_for(task, 30)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def executor(
+    migrated: Infrastructure, sandbox: RunningSandbox, tap: EventTap
+) -> AsyncIterator[executor_pb2_grpc.ExecutorServiceStub]:
+    process, task, port = await _run(settings_for(migrated, sandbox, f"executor-test-{uuid.uuid4().hex[:6]}"))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield executor_pb2_grpc.ExecutorServiceStub(channel)
+    await _stop(process, task)
+
+
+ADMIN = (("x-api-key", ADMIN_KEY),)
+
+
+def _request(order_id: str, token: str = "pm_card_visa", amount_minor: int = 4200) -> Any:
+    return events_pb2.PaymentOrderRequested(
+        payment_order_id=order_id,
+        payment_id=f"pay-{order_id[:8]}",
+        checkout_id="co-1",
+        buyer_id="buyer-1",
+        seller_id="seller-1",
+        amount=Money(amount_minor=amount_minor, currency="USD"),
+        payment_method_token=token,
+    )
+
+
+async def _publish(
+    producer: AIOKafkaProducer, message: Any, *, key: str | None = None, event_id: str | None = None
+) -> None:
+    headers = envelope_headers(event_id or str(uuid.uuid4()), REQUESTED_TYPE, datetime.now(UTC))
+    await producer.send_and_wait(
+        PAYMENT_ORDER_REQUESTED,
+        value=message.SerializeToString(),
+        key=(key or message.payment_order_id).encode(),
+        headers=[(name, value.encode()) for name, value in headers.items()],
+    )
+
+
+async def _charges(sandbox: RunningSandbox, order_id: str) -> list[dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{sandbox.url}/_sandbox/charges", params={"payment_order_id": order_id}) as response,
+    ):
+        response.raise_for_status()
+        data: list[dict[str, Any]] = (await response.json())["data"]
+        return data
+
+
+async def _fault(sandbox: RunningSandbox, order_id: str, fault: str, **options: int) -> None:
+    await _add_fault(sandbox, {"fault": fault, "match": {"idempotency_key": order_id}, **options})
+
+
+async def _add_fault(sandbox: RunningSandbox, body: dict[str, Any]) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{sandbox.url}/_sandbox/faults", json=body) as response,
+    ):
+        response.raise_for_status()
+
+
+async def _execution(stub: executor_pb2_grpc.ExecutorServiceStub, order_id: str) -> executor_pb2.Execution:
+    response: executor_pb2.GetExecutionResponse = await stub.GetExecution(
+        executor_pb2.GetExecutionRequest(payment_order_id=order_id), metadata=ADMIN
+    )
+    return response.execution
+
+
+def _succeeded(record: ConsumerRecord[bytes, bytes]) -> events_pb2.PaymentOrderSucceeded:
+    message = events_pb2.PaymentOrderSucceeded()
+    message.ParseFromString(record.value or b"")
+    return message
+
+
+async def test_a_request_on_kafka_is_charged_once_and_announced_on_kafka(
+    executor: executor_pb2_grpc.ExecutorServiceStub,
+    producer: AIOKafkaProducer,
+    sandbox: RunningSandbox,
+    tap: EventTap,
+) -> None:
+    order_id = str(uuid.uuid4())
+    await _publish(producer, _request(order_id))
+    record = await tap.wait_for(PAYMENT_ORDER_SUCCEEDED, order_id)
+    event = _succeeded(record)
+    assert uuid.UUID(dict(record.headers)[HEADER_EVENT_ID].decode())
+    [charge] = await _charges(sandbox, order_id)
+    assert (charge["amount"], charge["currency"], charge["idempotency_key"]) == (4200, "usd", order_id)
+    assert event.psp_reference == charge["payment_intent_id"]
+    assert (event.amount.amount_minor, event.amount.currency, event.seller_id) == (4200, "USD", "seller-1")
+    execution = await _execution(executor, order_id)
+    assert execution.status == executor_pb2.EXECUTION_STATUS_SUCCEEDED and execution.attempts == 1
+
+
+async def test_a_declined_card_fails_the_order_without_a_charge(
+    executor: executor_pb2_grpc.ExecutorServiceStub,
+    producer: AIOKafkaProducer,
+    sandbox: RunningSandbox,
+    tap: EventTap,
+) -> None:
+    order_id = str(uuid.uuid4())
+    await _publish(producer, _request(order_id, token="pm_card_chargeDeclined"))
+    record = await tap.wait_for(PAYMENT_ORDER_FAILED, order_id)
+    event = events_pb2.PaymentOrderFailed()
+    event.ParseFromString(record.value or b"")
+    assert event.failure_code == "generic_decline" and event.failure_message
+    assert await _charges(sandbox, order_id) == []
+    assert (PAYMENT_ORDER_SUCCEEDED, order_id) not in tap.records
+
+
+@pytest.mark.parametrize(
+    ("fault", "options", "min_attempts"),
+    [
+        ("http_500", {}, 2),
+        ("http_429", {"retry_after_s": 1}, 2),
+        # The PSP charges, then answers after the client gave up: the retry must not charge again.
+        ("timeout_after_charge", {"latency_ms": 2500}, 2),
+    ],
+)
+async def test_a_psp_fault_is_retried_with_the_same_key_and_charges_once(
+    executor: executor_pb2_grpc.ExecutorServiceStub,
+    producer: AIOKafkaProducer,
+    sandbox: RunningSandbox,
+    tap: EventTap,
+    fault: str,
+    options: dict[str, int],
+    min_attempts: int,
+) -> None:
+    order_id = str(uuid.uuid4())
+    await _fault(sandbox, order_id, fault, count=1, **options)
+    started = asyncio.get_running_loop().time()
+    await _publish(producer, _request(order_id))
+    await tap.wait_for(PAYMENT_ORDER_SUCCEEDED, order_id)
+    if fault == "http_429":
+        assert asyncio.get_running_loop().time() - started >= 1.0  # Retry-After was honoured
+    charges = await _charges(sandbox, order_id)
+    assert len(charges) == 1 and charges[0]["idempotency_key"] == order_id
+    execution = await _execution(executor, order_id)
+    assert execution.status == executor_pb2.EXECUTION_STATUS_SUCCEEDED
+    assert execution.attempts >= min_attempts
+
+
+async def test_a_request_delivered_twice_is_one_execution_and_one_charge(
+    executor: executor_pb2_grpc.ExecutorServiceStub,
+    producer: AIOKafkaProducer,
+    sandbox: RunningSandbox,
+    tap: EventTap,
+) -> None:
+    order_id = str(uuid.uuid4())
+    event_id = str(uuid.uuid4())
+    await _publish(producer, _request(order_id), event_id=event_id)
+    await _publish(producer, _request(order_id), event_id=event_id)  # a redelivery
+    await _publish(producer, _request(order_id))  # the payment service publishing the order again
+    await tap.wait_for(PAYMENT_ORDER_SUCCEEDED, order_id)
+    await asyncio.sleep(1.5)  # time for any duplicate to show up
+    assert len(await _charges(sandbox, order_id)) == 1
+    assert len(tap.records[(PAYMENT_ORDER_SUCCEEDED, order_id)]) == 1
+    assert (await _execution(executor, order_id)).attempts == 1
+
+
+async def test_an_invalid_request_goes_to_the_dead_letter_topic_with_the_reason(
+    executor: executor_pb2_grpc.ExecutorServiceStub, producer: AIOKafkaProducer, tap: EventTap
+) -> None:
+    order_id = str(uuid.uuid4())
+    await _publish(producer, _request(order_id, amount_minor=0))
+    record = await tap.wait_for(dlq_topic(PAYMENT_ORDER_REQUESTED), order_id)
+    reason = dict(record.headers)[HEADER_DLQ_ERROR].decode()
+    assert "VALIDATION_FAILED" in reason and "amount.amount_minor" in reason
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await _execution(executor, order_id)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_info_reason(missing.value) == "EXECUTION_NOT_FOUND"
+
+
+async def _until_status(
+    stub: executor_pb2_grpc.ExecutorServiceStub, order_id: str, status: int
+) -> executor_pb2.Execution:
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            try:
+                execution = await _execution(stub, order_id)
+                if execution.status == status:
+                    return execution
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.NOT_FOUND:  # not accepted yet
+                    raise
+            await asyncio.sleep(0.05)
+
+
+async def test_an_execution_parked_after_the_budget_is_listed_and_retried_by_an_operator(
+    executor: executor_pb2_grpc.ExecutorServiceStub,
+    producer: AIOKafkaProducer,
+    sandbox: RunningSandbox,
+    tap: EventTap,
+) -> None:
+    order_id = str(uuid.uuid4())
+    await _fault(sandbox, order_id, "http_500", count=6)  # as many as the retry budget
+    await _publish(producer, _request(order_id))
+    parked = await _until_status(executor, order_id, executor_pb2.EXECUTION_STATUS_UNKNOWN)
+    assert parked.attempts == 6 and parked.failure_code == "psp_outcome_unknown"
+    assert await _charges(sandbox, order_id) == []
+    assert (PAYMENT_ORDER_FAILED, order_id) not in tap.records  # never failed on a guess
+
+    await asyncio.sleep(1.2)
+    stuck = await executor.ListStuck(executor_pb2.ListStuckRequest(older_than_s=1, page_size=500), metadata=ADMIN)
+    assert order_id in [execution.payment_order_id for execution in stuck.executions]
+    update_times = [execution.update_time.ToDatetime() for execution in stuck.executions]
+    assert update_times == sorted(update_times)  # oldest first
+
+    retried = await executor.RetryExecution(
+        executor_pb2.RetryExecutionRequest(payment_order_id=order_id), metadata=ADMIN
+    )
+    assert retried.execution.status == executor_pb2.EXECUTION_STATUS_NOT_STARTED
+    await tap.wait_for(PAYMENT_ORDER_SUCCEEDED, order_id)
+    assert len(await _charges(sandbox, order_id)) == 1
+    assert (await _execution(executor, order_id)).attempts == 7
+
+    with pytest.raises(grpc.aio.AioRpcError) as not_retryable:
+        await executor.RetryExecution(executor_pb2.RetryExecutionRequest(payment_order_id=order_id), metadata=ADMIN)
+    assert not_retryable.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info_reason(not_retryable.value) == "EXECUTION_NOT_RETRYABLE"
+
+
+async def test_the_admin_api_validates_and_reports_missing_executions(
+    executor: executor_pb2_grpc.ExecutorServiceStub,
+) -> None:
+    calls = [
+        (executor.GetExecution(executor_pb2.GetExecutionRequest(payment_order_id="nope"), metadata=ADMIN),
+         grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_FAILED"),
+        (executor.ListStuck(executor_pb2.ListStuckRequest(page_size=501), metadata=ADMIN),
+         grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_FAILED"),
+        (executor.RetryExecution(
+            executor_pb2.RetryExecutionRequest(payment_order_id=str(uuid.uuid4())), metadata=ADMIN),
+         grpc.StatusCode.NOT_FOUND, "EXECUTION_NOT_FOUND"),
+    ]  # fmt: skip
+    for call, code, reason in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call
+        assert (error.value.code(), error_info_reason(error.value)) == (code, reason)
+
+
+async def test_the_admin_api_needs_an_admin_key(executor: executor_pb2_grpc.ExecutorServiceStub) -> None:
+    request = executor_pb2.GetExecutionRequest(payment_order_id=str(uuid.uuid4()))
+    with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+        await executor.GetExecution(request)
+    assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as checkout:
+        await executor.GetExecution(request, metadata=(("x-api-key", PAYMENTS_KEY),))
+    assert checkout.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+class CountingGateway:
+    """A PaymentGateway that counts the calls made through it before passing them on."""
+
+    def __init__(self, inner: PaymentGateway) -> None:
+        self._inner = inner
+        self.calls: Counter[str] = Counter()
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        self.calls[request.payment_order_id] += 1
+        return await self._inner.charge(request)
+
+    async def find_charge(self, payment_order_id: str) -> ChargeResult | None:
+        return await self._inner.find_charge(payment_order_id)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+async def test_a_second_worker_racing_on_the_same_orders_never_causes_a_second_charge(
+    executor: executor_pb2_grpc.ExecutorServiceStub,
+    producer: AIOKafkaProducer,
+    sandbox: RunningSandbox,
+    tap: EventTap,
+    engines: dict[str, AsyncEngine],
+) -> None:
+    # A second replica's worker (its own id, its own real Stripe client) on the same database as the
+    # running executor. (Two whole processes would also share the consumer group, which the embedded
+    # mock broker cannot rebalance; the claims are what this test is about.)
+    config = WorkerConfig(
+        worker_id=f"executor-racer-{uuid.uuid4().hex[:6]}",
+        policy=RetryPolicy(budget=6, base_ms=50, max_ms=400),
+        stale_claim_s=10,
+        charge_deadline_s=6,
+    )
+    gateway = CountingGateway(StripeGateway("sk_test_settle_sandbox", sandbox.url, timeout_s=1.0))
+    racer = WorkerLoop(
+        ExecutionWorker(engines["executor"], gateway, config),
+        concurrency=16,
+        claim_batch_size=10,
+        poll_interval_s=0.005,
+    )
+    order_ids = [str(uuid.uuid4()) for _ in range(100)]
+    # A slow PSP keeps the running executor's slots busy, so both workers hold claims at once.
+    await _add_fault(sandbox, {"fault": "latency", "latency_ms": 300, "count": 100, "match": {"path_prefix": "/v1/"}})
+    racer_task = asyncio.create_task(racer.run())
+    try:
+        await asyncio.gather(*(_publish(producer, _request(order_id)) for order_id in order_ids))
+        for order_id in order_ids:
+            await tap.wait_for(PAYMENT_ORDER_SUCCEEDED, order_id)
+    finally:
+        racer.stop()
+        await asyncio.wait_for(racer_task, 30)
+        await gateway.close()
+        async with aiohttp.ClientSession() as session, session.delete(f"{sandbox.url}/_sandbox/faults"):
+            pass
+    await asyncio.sleep(1.0)  # time for any duplicate to show up
+    for order_id in order_ids:
+        assert len(await _charges(sandbox, order_id)) == 1
+        assert len(tap.records[(PAYMENT_ORDER_SUCCEEDED, order_id)]) == 1
+        assert (await _execution(executor, order_id)).attempts == 1  # one PSP call, by one worker
+    assert set(gateway.calls) & set(order_ids)  # the racer really won some of the claims
