@@ -52,5 +52,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # The Kafka client logs every reconnect at INFO; keep it to warnings.
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # The Kafka client logs every reconnect and the stripe SDK every request at INFO: noise, and CPU on
+    # the hot path. Settle logs each PSP call's outcome itself.
+    for chatty in ("aiokafka", "stripe"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
