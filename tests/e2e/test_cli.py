@@ -1,0 +1,101 @@
+"""The `settle` command as a user runs it, and a Settle that keeps its data across restarts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from settle.payment.v1 import payment_pb2
+
+from services.cli import clients
+from services.cli.stack import Stack, start_stack
+
+REQUIRED_DEMO_KEYS = {
+    "orders_total",
+    "orders_succeeded",
+    "orders_failed",
+    "orders_not_terminal",
+    "psp_charges",
+    "trial_balance_zero",
+    "invariants_ok",
+}
+
+
+def test_demo_prints_one_json_object_and_exits_zero(stack: Stack) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "demo", "--checkouts", "8", "--json", "--data-dir", str(stack.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report.keys() >= REQUIRED_DEMO_KEYS
+    assert report["invariants_ok"] is True and report["trial_balance_zero"] is True
+    assert report["orders_not_terminal"] == 0
+    assert report["psp_charges"] == report["orders_succeeded"] > 0
+
+
+def test_a_bad_configuration_value_stops_a_service_with_the_variable_named() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.payment"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "SETTLE_DATABASE_URL": "postgresql://x/y",
+            "SETTLE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+            "SETTLE_GRPC_PORT": "seventy",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "SETTLE_GRPC_PORT" in result.stderr
+
+
+async def _create(stack: Stack, checkout_id: str) -> str:
+    request = payment_pb2.CreatePaymentRequest(
+        checkout_id=checkout_id,
+        buyer_id="buyer-restart",
+        payment_method_token="pm_card_visa",
+        currency="USD",
+        seller_orders=[
+            payment_pb2.SellerOrder(
+                seller_id="seller-restart",
+                line_items=[payment_pb2.LineItem(sku="s", quantity=1, unit_amount_minor=700)],
+            )
+        ],
+    )
+    async with clients.channel(stack.endpoints.grpc["payment"], stack.endpoints.api_keys.checkout) as channel:
+        return (await clients.payment_stub(channel).CreatePayment(request, timeout=30)).payment.payment_id
+
+
+async def _get(stack: Stack, payment_id: str) -> payment_pb2.Payment:
+    async with clients.channel(stack.endpoints.grpc["payment"], stack.endpoints.api_keys.checkout) as channel:
+        stub = clients.payment_stub(channel)
+        return (await stub.GetPayment(payment_pb2.GetPaymentRequest(payment_id=payment_id), timeout=10)).payment
+
+
+async def test_data_and_api_keys_survive_a_restart() -> None:
+    with tempfile.TemporaryDirectory(prefix="settle-restart-") as directory:
+        data_dir = Path(directory)
+        first = start_stack(data_dir, fixed_ports=False)
+        try:
+            payment_id = await _create(first, "checkout-restart-1")
+            keys = first.endpoints.api_keys
+        finally:
+            first.stop()
+        second = start_stack(data_dir, fixed_ports=False)
+        try:
+            assert second.endpoints.api_keys == keys
+            payment = await _get(second, payment_id)
+            assert payment.checkout_id == "checkout-restart-1"
+            # The same checkout id after the restart is still a replay, not a second charge.
+            assert await _create(second, "checkout-restart-1") == payment_id
+        finally:
+            second.stop()
