@@ -45,9 +45,13 @@ def generate(out: Path) -> None:
         (directory / "py.typed").touch()
 
 
+def _generated_files(root: Path) -> set[Path]:
+    # Bytecode caches are written by whoever imports the code; only sources count.
+    return {p.relative_to(root) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+
+
 def differences(left: Path, right: Path) -> list[str]:
-    left_files = {p.relative_to(left) for p in left.rglob("*") if p.is_file()}
-    right_files = {p.relative_to(right) for p in right.rglob("*") if p.is_file()}
+    left_files, right_files = _generated_files(left), _generated_files(right)
     changed = [str(p) for p in left_files & right_files if not filecmp.cmp(left / p, right / p, shallow=False)]
     return sorted(changed + [str(p) for p in left_files ^ right_files])
 

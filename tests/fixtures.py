@@ -1,1 +1,173 @@
-"""Fixtures shared across test packages (kept out of conftest.py so it stays about infrastructure)."""
+"""Fixtures shared across test packages (kept out of conftest.py so it stays about infrastructure).
+
+Also the helpers the integration tests share: running a service process, publishing events the way the
+outbox relay does, reading topics, waiting for a condition, and the payment service's test client.
+Test modules import them from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import grpc
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from google.protobuf.message import Message
+from settle.common.v1.money_pb2 import Money
+from settle.events.v1.events_pb2 import PaymentOrderSucceeded
+from settle.payment.v1 import payment_pb2, payment_pb2_grpc
+
+from services.common.events import PAYMENT_ORDER_SUCCEEDED
+from services.common.infra import Infrastructure
+from services.common.outbox import envelope_headers
+from services.common.runtime import ServiceProcess
+from services.payment.entrypoints.main import PaymentSettings, create_service
+
+CHECKOUT_KEY = "test-checkout-key-0001"
+FINANCE_KEY = "test-finance-key-00001"
+CHECKOUT = (("x-api-key", CHECKOUT_KEY),)
+FINANCE = (("x-api-key", FINANCE_KEY),)
+# The API keys the services under test accept: one for the checkout (payments), one for finance reads.
+API_KEYS = {CHECKOUT_KEY: ["payments"], FINANCE_KEY: ["finance"]}
+
+
+@asynccontextmanager
+async def running_service(created: Awaitable[tuple[ServiceProcess, int]]) -> AsyncIterator[grpc.aio.Channel]:
+    """Runs the process `created` (a service's `create_service(...)`) until the block ends; yields a
+    channel to its gRPC port."""
+    process, port = await created
+    task = asyncio.create_task(process.run())
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield channel
+    finally:
+        await channel.close()
+        process.request_stop()
+        await asyncio.wait_for(task, timeout=30)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 45.0) -> None:
+    """Polls `check` until it holds; fails the test if it does not within `timeout_s`."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def publish(
+    producer: AIOKafkaProducer, topic: str, key: str, message: Message, event_id: str | None = None
+) -> str:
+    """Publishes `message` like an outbox relay does (same envelope headers); returns its event id."""
+    event_id = event_id or str(uuid.uuid4())
+    headers = envelope_headers(event_id, message.DESCRIPTOR.full_name, datetime.now(UTC))
+    await producer.send_and_wait(
+        topic,
+        value=message.SerializeToString(),
+        key=key.encode(),
+        headers=[(name, value.encode()) for name, value in headers.items()],
+    )
+    return event_id
+
+
+def succeeded(order_id: str, seller_id: str, amount_minor: int, currency: str = "USD") -> PaymentOrderSucceeded:
+    return PaymentOrderSucceeded(
+        payment_order_id=order_id,
+        payment_id=str(uuid.uuid4()),
+        seller_id=seller_id,
+        amount=Money(amount_minor=amount_minor, currency=currency),
+        psp_reference=f"pi_{order_id[:8]}",
+    )
+
+
+async def publish_succeeded(
+    producer: AIOKafkaProducer, message: PaymentOrderSucceeded, event_id: str | None = None
+) -> str:
+    """Publishes like the executor's outbox relay does: same topic, key and envelope headers."""
+    return await publish(producer, PAYMENT_ORDER_SUCCEEDED, message.payment_order_id, message, event_id)
+
+
+async def read_topic(
+    infra: Infrastructure,
+    topic: str,
+    keep: Callable[[ConsumerRecord[bytes, bytes]], bool],
+    enough: Callable[[Sequence[ConsumerRecord[bytes, bytes]]], bool],
+    timeout_s: float = 30.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Reads `topic` from the beginning, keeping the records `keep` accepts, until `enough` says so or
+    `timeout_s` has passed.
+
+    No consumer group: every partition is read, without waiting for a group join.
+    """
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=infra.kafka_bootstrap_servers, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    kept: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    try:
+        while not enough(kept) and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            kept += [record for records in batch.values() for record in records if keep(record)]
+        return kept
+    finally:
+        await consumer.stop()
+
+
+async def read_until(
+    infra: Infrastructure,
+    topic: str,
+    done: Callable[[Sequence[ConsumerRecord[bytes, bytes]]], bool],
+    keys: set[bytes],
+    timeout_s: float = 30.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Reads `topic` from the beginning, keeping the records with one of `keys`, until `done` says so;
+    fails the test if it does not within `timeout_s`."""
+    found = await read_topic(infra, topic, keep=lambda record: record.key in keys, enough=done, timeout_s=timeout_s)
+    assert done(found), f"records not found on {topic} in time"
+    return found
+
+
+@dataclass
+class PaymentApi:
+    stub: payment_pb2_grpc.PaymentServiceStub
+    channel: grpc.aio.Channel
+
+
+@asynccontextmanager
+async def running_payment_service(infra: Infrastructure, **overrides: object) -> AsyncIterator[PaymentApi]:
+    settings = PaymentSettings(
+        database_url=infra.database_url,
+        kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
+        grpc_port=0,
+        api_keys=API_KEYS,
+        **overrides,  # type: ignore[arg-type]
+    )
+    async with running_service(create_service(settings)) as channel:
+        await asyncio.wait_for(channel.channel_ready(), timeout=10)
+        yield PaymentApi(payment_pb2_grpc.PaymentServiceStub(channel), channel)
+
+
+def line_item(sku: str = "sku-1", quantity: int = 1, unit: int = 1_000) -> payment_pb2.LineItem:
+    return payment_pb2.LineItem(sku=sku, description=f"item {sku}", quantity=quantity, unit_amount_minor=unit)
+
+
+def create_request(
+    unique: str, sellers: int = 2, *, checkout: str = "", buyer: str = ""
+) -> payment_pb2.CreatePaymentRequest:
+    return payment_pb2.CreatePaymentRequest(
+        checkout_id=checkout or f"co-{unique}",
+        buyer_id=buyer or f"buyer-{unique}",
+        payment_method_token="pm_card_visa",
+        currency="USD",
+        seller_orders=[
+            payment_pb2.SellerOrder(
+                seller_id=f"seller-{index}-{unique}",
+                line_items=[line_item("a", 2, 1_250), line_item("b", 1, 100 * (index + 1))],
+            )
+            for index in range(sellers)
+        ],
+    )

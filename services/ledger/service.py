@@ -11,11 +11,10 @@ from settle.common.v1.money_pb2 import Money as MoneyMessage
 from settle.events.v1 import events_pb2
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common import outbox
+from services.common import outbox, snapshot_paging
 from services.common.errors import Validator
 from services.common.events import LEDGER_ENTRY_POSTED, OutboundEvent
 from services.common.money import Money
-from services.ledger import paging
 from services.ledger.adapters import db
 from services.ledger.domain import (
     PostedEntry,
@@ -83,8 +82,9 @@ class LedgerService:
         validator = Validator()
         order_id = parse_uuid(validator, "payment_order_id", payment_order_id) if payment_order_id else None
         validator.raise_if_any()
-        size = paging.page_size(page_size)
-        cursor = paging.decode_token(page_token, payment_order_id) if page_token else None
+        size = snapshot_paging.page_size(page_size)
+        other_filter = "a listing with another payment_order_id filter"
+        cursor = snapshot_paging.decode_token(page_token, payment_order_id, other_filter) if page_token else None
         async with self._engine.connect() as connection:
             snapshot = cursor.snapshot if cursor else await db.current_snapshot(connection)
             entries = await db.fetch_entries(
@@ -97,7 +97,8 @@ class LedgerService:
         if len(entries) <= size:
             return entries, ""
         page = entries[:size]
-        return page, paging.encode_token(paging.EntriesCursor(snapshot, page[-1].seq, payment_order_id))
+        next_page = snapshot_paging.SnapshotCursor(snapshot, page[-1].seq, payment_order_id)
+        return page, snapshot_paging.encode_token(next_page)
 
     async def trial_balance(self) -> TrialBalance:
         """Every account balance and the totals per currency, read at one snapshot."""

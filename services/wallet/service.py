@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from settle.events.v1 import events_pb2
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common import outbox
+from services.common import outbox, snapshot_paging
 from services.common.events import WALLET_BALANCE_UPDATED, OutboundEvent
-from services.wallet import paging
 from services.wallet.adapters import db
 from services.wallet.domain import Balance, BalanceEntry, Bucket, Sale, validate_query
 
@@ -65,8 +64,8 @@ class WalletService:
         """One page of the seller's entries as of the listing's first page, oldest first, and the next
         page's token ("" on the last)."""
         validate_query(seller_id)
-        size = paging.page_size(page_size)
-        cursor = paging.decode_token(page_token, seller_id) if page_token else None
+        size = snapshot_paging.page_size(page_size)
+        cursor = snapshot_paging.decode_token(page_token, seller_id, "another seller") if page_token else None
         async with self._engine.connect() as connection:
             snapshot = cursor.snapshot if cursor else await db.current_snapshot(connection)
             entries = await db.fetch_entries(
@@ -75,7 +74,8 @@ class WalletService:
         if len(entries) <= size:
             return entries, ""
         page = entries[:size]
-        return page, paging.encode_token(paging.EntriesCursor(seller_id, snapshot, page[-1].seq))
+        next_page = snapshot_paging.SnapshotCursor(snapshot, page[-1].seq, seller_id)
+        return page, snapshot_paging.encode_token(next_page)
 
     async def find_drift(self, seller_ids: Sequence[str]) -> list[tuple[str, str]]:
         """Balances of `seller_ids` that differ from the sum of their entries (always empty)."""

@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -32,8 +31,6 @@ from services.common.events import (
 from services.common.grpc_errors import error_info_reason
 from services.common.infra import Infrastructure
 from services.common.kafka import create_producer
-from services.common.outbox import envelope_headers
-from services.common.runtime import ServiceProcess
 from services.executor.adapters.psp.stripe_gateway import StripeGateway
 from services.executor.config import ExecutorSettings
 from services.executor.entrypoints.main import create_service
@@ -41,10 +38,10 @@ from services.executor.entrypoints.worker_loop import WorkerLoop
 from services.executor.psp_port import ChargeRequest, ChargeResult, PaymentGateway
 from services.executor.retry_policy import RetryPolicy
 from services.executor.service.worker import ExecutionWorker, WorkerConfig
+from tests.fixtures import publish, running_service
 
 ADMIN_KEY = "executor-test-admin-key"
 PAYMENTS_KEY = "executor-test-payments-key"
-REQUESTED_TYPE = events_pb2.PaymentOrderRequested.DESCRIPTOR.full_name
 WAIT_S = 60.0
 
 
@@ -134,24 +131,13 @@ def settings_for(infra: Infrastructure, sandbox: RunningSandbox, worker_id: str)
     )
 
 
-async def _run(settings: ExecutorSettings) -> tuple[ServiceProcess, asyncio.Task[None], int]:
-    process, port = await create_service(settings)
-    return process, asyncio.create_task(process.run()), port
-
-
-async def _stop(process: ServiceProcess, task: asyncio.Task[None]) -> None:
-    process.request_stop()
-    await asyncio.wait_for(task, 30)
-
-
 @pytest_asyncio.fixture(scope="module")
 async def executor(
     migrated: Infrastructure, sandbox: RunningSandbox, tap: EventTap
 ) -> AsyncIterator[executor_pb2_grpc.ExecutorServiceStub]:
-    process, task, port = await _run(settings_for(migrated, sandbox, f"executor-test-{uuid.uuid4().hex[:6]}"))
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    settings = settings_for(migrated, sandbox, f"executor-test-{uuid.uuid4().hex[:6]}")
+    async with running_service(create_service(settings)) as channel:
         yield executor_pb2_grpc.ExecutorServiceStub(channel)
-    await _stop(process, task)
 
 
 ADMIN = (("x-api-key", ADMIN_KEY),)
@@ -172,13 +158,7 @@ def _request(order_id: str, token: str = "pm_card_visa", amount_minor: int = 420
 async def _publish(
     producer: AIOKafkaProducer, message: Any, *, key: str | None = None, event_id: str | None = None
 ) -> None:
-    headers = envelope_headers(event_id or str(uuid.uuid4()), REQUESTED_TYPE, datetime.now(UTC))
-    await producer.send_and_wait(
-        PAYMENT_ORDER_REQUESTED,
-        value=message.SerializeToString(),
-        key=(key or message.payment_order_id).encode(),
-        headers=[(name, value.encode()) for name, value in headers.items()],
-    )
+    await publish(producer, PAYMENT_ORDER_REQUESTED, key or message.payment_order_id, message, event_id)
 
 
 async def _charges(sandbox: RunningSandbox, order_id: str) -> list[dict[str, Any]]:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import grpc
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from settle.common.v1.money_pb2 import Money
-from settle.events.v1.events_pb2 import LedgerEntryPosted, PaymentOrderSucceeded
+from aiokafka import AIOKafkaProducer
+from settle.events.v1.events_pb2 import LedgerEntryPosted
 from settle.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from services.common.events import (
@@ -27,13 +25,18 @@ from services.common.events import (
 from services.common.grpc_errors import error_info_reason, field_violations
 from services.common.infra import Infrastructure
 from services.common.kafka import create_producer
-from services.common.outbox import envelope_headers
 from services.ledger.config import LedgerSettings
 from services.ledger.entrypoints.main import create_service
-
-FINANCE_KEY = "test-finance-key-00001"
-CHECKOUT_KEY = "test-checkout-key-0001"
-FINANCE = (("x-api-key", FINANCE_KEY),)
+from tests.fixtures import (
+    API_KEYS,
+    CHECKOUT_KEY,
+    FINANCE,
+    eventually,
+    publish_succeeded,
+    read_topic,
+    running_service,
+    succeeded,
+)
 
 
 @dataclass
@@ -49,77 +52,15 @@ async def ledger(migrated: Infrastructure) -> AsyncIterator[Ledger]:
         database_url=migrated.database_url,
         kafka_bootstrap_servers=migrated.kafka_bootstrap_servers,
         grpc_port=0,
-        api_keys={FINANCE_KEY: ["finance"], CHECKOUT_KEY: ["payments"]},
+        api_keys=API_KEYS,
     )
-    process, port = await create_service(settings)
-    task = asyncio.create_task(process.run())
-    producer = create_producer(migrated.kafka_bootstrap_servers, client_id="ledger-test")
-    await producer.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield Ledger(ledger_pb2_grpc.LedgerServiceStub(channel), producer, migrated)  # type: ignore[arg-type]
-    finally:
-        await channel.close()
-        await producer.stop()
-        process.request_stop()
-        await asyncio.wait_for(task, timeout=30)
-
-
-def succeeded(order_id: str, seller_id: str, amount_minor: int, currency: str = "USD") -> PaymentOrderSucceeded:
-    return PaymentOrderSucceeded(
-        payment_order_id=order_id,
-        payment_id=str(uuid.uuid4()),
-        seller_id=seller_id,
-        amount=Money(amount_minor=amount_minor, currency=currency),
-        psp_reference=f"pi_{order_id[:8]}",
-    )
-
-
-async def publish(producer: AIOKafkaProducer, message: PaymentOrderSucceeded, event_id: str | None = None) -> str:
-    """Publishes like the executor's outbox relay does: same topic, key and envelope headers."""
-    event_id = event_id or str(uuid.uuid4())
-    headers = envelope_headers(event_id, PaymentOrderSucceeded.DESCRIPTOR.full_name, datetime.now(UTC))
-    await producer.send_and_wait(
-        PAYMENT_ORDER_SUCCEEDED,
-        value=message.SerializeToString(),
-        key=message.payment_order_id.encode(),
-        headers=[(name, value.encode()) for name, value in headers.items()],
-    )
-    return event_id
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 45.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-
-
-async def read_topic(
-    infra: Infrastructure,
-    topic: str,
-    keep: Callable[[ConsumerRecord[bytes, bytes]], bool],
-    enough: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
-    timeout_s: float = 30.0,
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Reads `topic` from the beginning, keeping the records `keep` accepts, until `enough` says so."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=infra.kafka_bootstrap_servers,
-        group_id=f"reader-{uuid.uuid4()}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    kept: list[ConsumerRecord[bytes, bytes]] = []
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    try:
-        while not enough(kept) and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            kept += [record for records in batch.values() for record in records if keep(record)]
-        return kept
-    finally:
-        await consumer.stop()
+    async with running_service(create_service(settings)) as channel:
+        producer = create_producer(migrated.kafka_bootstrap_servers, client_id="ledger-test")
+        await producer.start()
+        try:
+            yield Ledger(ledger_pb2_grpc.LedgerServiceStub(channel), producer, migrated)  # type: ignore[arg-type]
+        finally:
+            await producer.stop()
 
 
 async def entries_of(ledger: Ledger, order_id: str) -> list[ledger_pb2.JournalEntry]:
@@ -139,9 +80,9 @@ async def account_balance(ledger: Ledger, account: str, currency: str = "USD") -
 async def test_a_succeeded_order_is_booked_once_and_announced(ledger: Ledger, unique: str) -> None:
     seller_id, order_id = f"seller-{unique}", str(uuid.uuid4())
     receivable_before = await account_balance(ledger, "psp_receivable", "CHF")
-    event_id = await publish(ledger.producer, succeeded(order_id, seller_id, 4_200, "CHF"))
-    await publish(ledger.producer, succeeded(order_id, seller_id, 4_200, "CHF"), event_id)  # redelivery
-    await publish(ledger.producer, succeeded(order_id, seller_id, 4_200, "CHF"))  # same order, new event id
+    event_id = await publish_succeeded(ledger.producer, succeeded(order_id, seller_id, 4_200, "CHF"))
+    await publish_succeeded(ledger.producer, succeeded(order_id, seller_id, 4_200, "CHF"), event_id)  # redelivery
+    await publish_succeeded(ledger.producer, succeeded(order_id, seller_id, 4_200, "CHF"))  # same order, new event id
 
     async def booked() -> bool:
         return bool(await entries_of(ledger, order_id))
@@ -171,8 +112,8 @@ async def test_a_succeeded_order_is_booked_once_and_announced(ledger: Ledger, un
 
 async def test_an_invalid_event_is_dead_lettered(ledger: Ledger, unique: str) -> None:
     bad_order, good_order = str(uuid.uuid4()), str(uuid.uuid4())
-    bad_event = await publish(ledger.producer, succeeded(bad_order, f"seller-{unique}", 100, "XYZ"))
-    await publish(ledger.producer, succeeded(good_order, f"seller-{unique}", 100))
+    bad_event = await publish_succeeded(ledger.producer, succeeded(bad_order, f"seller-{unique}", 100, "XYZ"))
+    await publish_succeeded(ledger.producer, succeeded(good_order, f"seller-{unique}", 100))
 
     async def good_booked() -> bool:
         return bool(await entries_of(ledger, good_order))
@@ -194,7 +135,7 @@ async def test_an_invalid_event_is_dead_lettered(ledger: Ledger, unique: str) ->
 
 async def test_the_trial_balance_is_balanced_and_sums_to_zero(ledger: Ledger, unique: str) -> None:
     order_id = str(uuid.uuid4())
-    await publish(ledger.producer, succeeded(order_id, f"seller-{unique}", 999, "SEK"))
+    await publish_succeeded(ledger.producer, succeeded(order_id, f"seller-{unique}", 999, "SEK"))
 
     async def booked() -> bool:
         return bool(await entries_of(ledger, order_id))
@@ -251,7 +192,7 @@ async def test_an_account_without_postings_has_a_zero_balance(ledger: Ledger, un
 async def test_list_entries_refuses_bad_tokens_and_filters(ledger: Ledger, unique: str) -> None:
     order_ids = [str(uuid.uuid4()), str(uuid.uuid4())]
     for order_id in order_ids:
-        await publish(ledger.producer, succeeded(order_id, f"seller-{unique}", 1))
+        await publish_succeeded(ledger.producer, succeeded(order_id, f"seller-{unique}", 1))
 
     async def booked() -> bool:
         return all([await entries_of(ledger, order_id) for order_id in order_ids])

@@ -32,16 +32,16 @@ from services.common.events import (
 from services.common.grpc_errors import error_info_reason, field_violations
 from services.common.infra import Infrastructure
 from services.common.kafka import create_producer
-from tests.integration.test_payment_harness import (
+from tests.fixtures import (
     CHECKOUT,
     FINANCE_KEY,
     PaymentApi,
     create_request,
+    eventually,
     line_item,
     publish,
     read_until,
     running_payment_service,
-    wait_for,
 )
 
 
@@ -333,7 +333,7 @@ def _ledger(order: payment_pb2.PaymentOrder) -> events_pb2.LedgerEntryPosted:
     )
 
 
-async def _processed(engine: AsyncEngine, event_ids: list[uuid.UUID]) -> bool:
+async def _processed(engine: AsyncEngine, event_ids: list[str]) -> bool:
     async with engine.connect() as connection:
         count = await connection.scalar(
             text("SELECT count(*) FROM processed_events WHERE event_id = ANY(:ids)"), {"ids": event_ids}
@@ -348,7 +348,7 @@ async def test_outcomes_and_confirmations_drive_the_orders_to_done_and_redeliver
     charged, declined = payment.orders
 
     # Confirmations may overtake the charge (different topics): they only set their flags.
-    sent: list[tuple[str, str, Message, uuid.UUID]] = []
+    sent: list[tuple[str, str, Message, str]] = []
     for topic, key, message in (
         (LEDGER_ENTRY_POSTED, charged.payment_order_id, _ledger(charged)),
         (WALLET_BALANCE_UPDATED, charged.seller_id, _wallet(charged)),
@@ -359,7 +359,7 @@ async def test_outcomes_and_confirmations_drive_the_orders_to_done_and_redeliver
         order = (await _payment(api, payment.payment_id)).orders[0]
         return order.wallet_updated and order.ledger_updated
 
-    await wait_for(flags_set)
+    await eventually(flags_set, timeout_s=30.0)
     early = await _payment(api, payment.payment_id)
     assert early.orders[0].status == NOT_STARTED and not early.done
 
@@ -377,7 +377,7 @@ async def test_outcomes_and_confirmations_drive_the_orders_to_done_and_redeliver
     async def done() -> bool:
         return (await _payment(api, payment.payment_id)).done
 
-    await wait_for(done)
+    await eventually(done, timeout_s=30.0)
     final = await _payment(api, payment.payment_id)
     first, second = final.orders
     assert (first.status, first.psp_reference) == (SUCCEEDED, f"pi_{unique}")
@@ -400,7 +400,7 @@ async def test_outcomes_and_confirmations_drive_the_orders_to_done_and_redeliver
     fresh_ids.append(await publish(producer, PAYMENT_ORDER_FAILED, charged.payment_order_id, contradiction))
     # The fresh events follow the redelivered ones on the same partitions: once they are processed,
     # so were the redeliveries.
-    await wait_for(lambda: _processed(engines["payment"], fresh_ids))
+    await eventually(lambda: _processed(engines["payment"], fresh_ids), timeout_s=30.0)
     assert await _payment(api, payment.payment_id) == final
     async with engines["payment"].connect() as connection:
         version_after = await connection.scalar(
@@ -449,7 +449,7 @@ async def test_watch_streams_each_change_until_the_payment_is_done(
             updates.append(response.payment)
 
     collector = asyncio.create_task(collect())
-    await wait_for(lambda: _true(bool(updates)))
+    await eventually(lambda: _true(bool(updates)), timeout_s=30.0)
     assert updates[0].orders[0].status == NOT_STARTED
     for topic, key, message in (
         (PAYMENT_ORDER_SUCCEEDED, order.payment_order_id, _succeeded(order, f"pi_{unique}")),

@@ -23,6 +23,7 @@ from services.common.events import (
 from services.common.infra import Infrastructure
 from services.common.kafka import create_consumer, create_producer
 from services.common.relay import OutboxRelay
+from tests.fixtures import eventually
 
 
 class RecordingHandler:
@@ -46,13 +47,6 @@ async def _count(engine: AsyncEngine, table: str) -> dict[str, int]:
     async with engine.connect() as connection:
         rows = await connection.execute(text(f"SELECT order_id, count(*) AS n FROM {table} GROUP BY order_id"))
         return {row.order_id: row.n for row in rows}
-
-
-async def _wait_for(predicate, timeout_s: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 def _request(order_id: str, amount: int) -> OutboundEvent:
@@ -96,12 +90,12 @@ async def test_outbox_events_reach_the_consumer_once_even_when_redelivered(
         async def all_applied() -> bool:
             return set(good) <= set((await _count(engine, table)).keys())
 
-        await _wait_for(all_applied)
+        await eventually(all_applied, timeout_s=20.0)
         # Re-publish everything (as after a crash between publish and marking sent): no double effect.
         async with engine.begin() as connection:
             await connection.execute(text("UPDATE outbox SET published_at = NULL"))
         relay.wake()
-        await _wait_for(lambda: _published_all(engine))
+        await eventually(lambda: _published_all(engine), timeout_s=20.0)
         await asyncio.sleep(1.0)
         counts = await _count(engine, table)
         assert all(counts[order_id] == 1 for order_id in good)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import grpc
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from settle.common.v1.money_pb2 import Money
-from settle.events.v1.events_pb2 import PaymentOrderSucceeded, WalletBalanceUpdated
+from aiokafka import AIOKafkaProducer
+from settle.events.v1.events_pb2 import WalletBalanceUpdated
 from settle.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 
 from services.common.events import (
@@ -27,13 +25,18 @@ from services.common.events import (
 from services.common.grpc_errors import error_info_reason, field_violations
 from services.common.infra import Infrastructure
 from services.common.kafka import create_producer
-from services.common.outbox import envelope_headers
 from services.wallet.config import WalletSettings
 from services.wallet.entrypoints.main import create_service
-
-FINANCE_KEY = "test-finance-key-00001"
-CHECKOUT_KEY = "test-checkout-key-0001"
-FINANCE = (("x-api-key", FINANCE_KEY),)
+from tests.fixtures import (
+    API_KEYS,
+    CHECKOUT_KEY,
+    FINANCE,
+    eventually,
+    publish_succeeded,
+    read_topic,
+    running_service,
+    succeeded,
+)
 
 
 @dataclass
@@ -49,77 +52,15 @@ async def wallet(migrated: Infrastructure) -> AsyncIterator[Wallet]:
         database_url=migrated.database_url,
         kafka_bootstrap_servers=migrated.kafka_bootstrap_servers,
         grpc_port=0,
-        api_keys={FINANCE_KEY: ["finance"], CHECKOUT_KEY: ["payments"]},
+        api_keys=API_KEYS,
     )
-    process, port = await create_service(settings)
-    task = asyncio.create_task(process.run())
-    producer = create_producer(migrated.kafka_bootstrap_servers, client_id="wallet-test")
-    await producer.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield Wallet(wallet_pb2_grpc.WalletServiceStub(channel), producer, migrated)  # type: ignore[arg-type]
-    finally:
-        await channel.close()
-        await producer.stop()
-        process.request_stop()
-        await asyncio.wait_for(task, timeout=30)
-
-
-def succeeded(order_id: str, seller_id: str, amount_minor: int, currency: str = "USD") -> PaymentOrderSucceeded:
-    return PaymentOrderSucceeded(
-        payment_order_id=order_id,
-        payment_id=str(uuid.uuid4()),
-        seller_id=seller_id,
-        amount=Money(amount_minor=amount_minor, currency=currency),
-        psp_reference=f"pi_{order_id[:8]}",
-    )
-
-
-async def publish(producer: AIOKafkaProducer, message: PaymentOrderSucceeded, event_id: str | None = None) -> str:
-    """Publishes like the executor's outbox relay does: same topic, key and envelope headers."""
-    event_id = event_id or str(uuid.uuid4())
-    headers = envelope_headers(event_id, PaymentOrderSucceeded.DESCRIPTOR.full_name, datetime.now(UTC))
-    await producer.send_and_wait(
-        PAYMENT_ORDER_SUCCEEDED,
-        value=message.SerializeToString(),
-        key=message.payment_order_id.encode(),
-        headers=[(name, value.encode()) for name, value in headers.items()],
-    )
-    return event_id
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 45.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-
-
-async def read_topic(
-    infra: Infrastructure,
-    topic: str,
-    keep: Callable[[ConsumerRecord[bytes, bytes]], bool],
-    enough: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
-    timeout_s: float = 30.0,
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Reads `topic` from the beginning, keeping the records `keep` accepts, until `enough` says so."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=infra.kafka_bootstrap_servers,
-        group_id=f"reader-{uuid.uuid4()}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    kept: list[ConsumerRecord[bytes, bytes]] = []
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    try:
-        while not enough(kept) and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            kept += [record for records in batch.values() for record in records if keep(record)]
-        return kept
-    finally:
-        await consumer.stop()
+    async with running_service(create_service(settings)) as channel:
+        producer = create_producer(migrated.kafka_bootstrap_servers, client_id="wallet-test")
+        await producer.start()
+        try:
+            yield Wallet(wallet_pb2_grpc.WalletServiceStub(channel), producer, migrated)  # type: ignore[arg-type]
+        finally:
+            await producer.stop()
 
 
 async def balance(wallet: Wallet, seller_id: str, currency: str = "USD") -> wallet_pb2.Balance:
@@ -145,7 +86,7 @@ async def all_entries(wallet: Wallet, seller_id: str, page_size: int = 0) -> lis
 
 async def test_a_succeeded_order_lands_in_pending_with_an_entry_and_an_event(wallet: Wallet, unique: str) -> None:
     seller_id, order_id = f"seller-{unique}", str(uuid.uuid4())
-    event_id = await publish(wallet.producer, succeeded(order_id, seller_id, 12_345))
+    event_id = await publish_succeeded(wallet.producer, succeeded(order_id, seller_id, 12_345))
 
     async def credited() -> bool:
         return (await balance(wallet, seller_id)).pending_minor == 12_345
@@ -171,10 +112,10 @@ async def test_a_succeeded_order_lands_in_pending_with_an_entry_and_an_event(wal
 async def test_replays_and_the_same_order_under_another_event_id_credit_once(wallet: Wallet, unique: str) -> None:
     seller_id = f"seller-{unique}"
     order_id, sentinel_id = str(uuid.uuid4()), str(uuid.uuid4())
-    event_id = await publish(wallet.producer, succeeded(order_id, seller_id, 700))
-    await publish(wallet.producer, succeeded(order_id, seller_id, 700), event_id)  # redelivery
-    await publish(wallet.producer, succeeded(order_id, seller_id, 700))  # same order, new event id
-    await publish(wallet.producer, succeeded(sentinel_id, seller_id, 5))
+    event_id = await publish_succeeded(wallet.producer, succeeded(order_id, seller_id, 700))
+    await publish_succeeded(wallet.producer, succeeded(order_id, seller_id, 700), event_id)  # redelivery
+    await publish_succeeded(wallet.producer, succeeded(order_id, seller_id, 700))  # same order, new event id
+    await publish_succeeded(wallet.producer, succeeded(sentinel_id, seller_id, 5))
 
     async def sentinel_seen() -> bool:
         return any(entry.payment_order_id == sentinel_id for entry in await all_entries(wallet, seller_id))
@@ -203,8 +144,8 @@ async def test_replays_and_the_same_order_under_another_event_id_credit_once(wal
 async def test_an_invalid_event_is_dead_lettered_and_the_rest_still_applied(wallet: Wallet, unique: str) -> None:
     seller_id = f"seller-{unique}"
     bad_order, good_order = str(uuid.uuid4()), str(uuid.uuid4())
-    bad_event = await publish(wallet.producer, succeeded(bad_order, seller_id, -10))
-    await publish(wallet.producer, succeeded(good_order, seller_id, 10))
+    bad_event = await publish_succeeded(wallet.producer, succeeded(bad_order, seller_id, -10))
+    await publish_succeeded(wallet.producer, succeeded(good_order, seller_id, 10))
 
     async def good_credited() -> bool:
         return (await balance(wallet, seller_id)).pending_minor == 10
@@ -235,7 +176,7 @@ async def test_entries_page_oldest_first(wallet: Wallet, unique: str) -> None:
     seller_id = f"seller-{unique}"
     orders = [str(uuid.uuid4()) for _ in range(5)]
     for amount, order_id in enumerate(orders, start=1):
-        await publish(wallet.producer, succeeded(order_id, seller_id, amount, "EUR"))
+        await publish_succeeded(wallet.producer, succeeded(order_id, seller_id, amount, "EUR"))
 
     async def all_credited() -> bool:
         return (await balance(wallet, seller_id, "EUR")).pending_minor == 15
@@ -288,7 +229,7 @@ async def test_a_foreign_or_forged_page_token_is_refused(wallet: Wallet, unique:
     seller_id = f"seller-{unique}"
     order_ids = [str(uuid.uuid4()), str(uuid.uuid4())]
     for order_id in order_ids:
-        await publish(wallet.producer, succeeded(order_id, seller_id, 1))
+        await publish_succeeded(wallet.producer, succeeded(order_id, seller_id, 1))
 
     async def both_credited() -> bool:
         return (await balance(wallet, seller_id)).pending_minor == 2

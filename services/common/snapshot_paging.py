@@ -1,10 +1,15 @@
-"""Opaque, snapshot-stable page tokens for ListEntries.
+"""Opaque, snapshot-stable page tokens for keyset listings over `seq` (the ledger's ListEntries, the
+wallet's ListBalanceEntries).
 
-The first page records the database snapshot it was read at (`pg_current_snapshot()`); every later
-page filters on `pg_visible_in_snapshot(txid, snapshot)` as well as `seq > after`, so entries
-committed after the first page never appear mid-listing and the listing is exactly the journal as of
-the first page. The token is URL-safe base64 of a small JSON document; anything else is
-INVALID_ARGUMENT/INVALID_PAGE_TOKEN.
+Rows can commit out of `seq` order (concurrent transactions take their `seq` before committing), so a
+plain keyset on `seq` could skip a row forever. The first page records the database snapshot it was
+read at (`pg_current_snapshot()`); every later page filters on `pg_visible_in_snapshot(txid, snapshot)`
+as well as `seq > after`, so rows committed after the first page never appear mid-listing and the
+listing is exactly the rows as of its first page.
+
+A token is bound to its listing's scope (the ledger's `payment_order_id` filter, the wallet's seller):
+a token from another scope is refused. The token is URL-safe base64 of a small JSON document; anything
+else is INVALID_ARGUMENT/INVALID_PAGE_TOKEN.
 """
 
 from __future__ import annotations
@@ -28,12 +33,12 @@ _XID8_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
-class EntriesCursor:
-    """The listing's snapshot, the last entry returned, and the filter the listing was started with."""
+class SnapshotCursor:
+    """Where the next page starts: after row `after_seq`, as of `snapshot`, in the listing bound to `scope`."""
 
     snapshot: str
     after_seq: int
-    payment_order_id: str
+    scope: str
 
 
 def page_size(requested: int) -> int:
@@ -57,13 +62,8 @@ def is_snapshot(text: str) -> bool:
     return 0 < xmin <= xmax <= _XID8_MAX and in_range
 
 
-def encode_token(cursor: EntriesCursor) -> str:
-    document = {
-        "v": _TOKEN_VERSION,
-        "snapshot": cursor.snapshot,
-        "after": cursor.after_seq,
-        "order": cursor.payment_order_id,
-    }
+def encode_token(cursor: SnapshotCursor) -> str:
+    document = {"v": _TOKEN_VERSION, "scope": cursor.scope, "snapshot": cursor.snapshot, "after": cursor.after_seq}
     raw = json.dumps(document, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -76,8 +76,12 @@ def invalid_token(why: str) -> InvalidArgument:
     )
 
 
-def decode_token(token: str, payment_order_id: str) -> EntriesCursor:
-    """The cursor in `token`, which must come from a listing with the same `payment_order_id` filter."""
+def decode_token(token: str, scope: str, scope_description: str) -> SnapshotCursor:
+    """The cursor in `token`, which must have been issued for a listing bound to `scope`.
+
+    `scope_description` names a listing with another scope in the error, e.g. "another seller": the
+    message then reads "was issued for another seller".
+    """
     if len(token) > _TOKEN_MAX_LENGTH:
         raise invalid_token("is too long")
     try:
@@ -87,11 +91,11 @@ def decode_token(token: str, payment_order_id: str) -> EntriesCursor:
         raise invalid_token("is not a page token") from None
     if not isinstance(document, dict) or document.get("v") != _TOKEN_VERSION:
         raise invalid_token("is not a page token of this version")
-    after, snapshot, order = document.get("after"), document.get("snapshot"), document.get("order")
-    if type(after) is not int or after < 0 or not isinstance(snapshot, str) or not isinstance(order, str):
+    after, snapshot, bound_to = document.get("after"), document.get("snapshot"), document.get("scope")
+    if type(after) is not int or after < 0 or not isinstance(bound_to, str):
         raise invalid_token("is malformed")
-    if not is_snapshot(snapshot):
+    if not isinstance(snapshot, str) or not is_snapshot(snapshot):
         raise invalid_token("is malformed")
-    if order != payment_order_id:
-        raise invalid_token("was issued for a listing with another payment_order_id filter")
-    return EntriesCursor(snapshot, after, order)
+    if bound_to != scope:
+        raise invalid_token(f"was issued for {scope_description}")
+    return SnapshotCursor(snapshot, after, scope)
