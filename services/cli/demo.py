@@ -75,20 +75,20 @@ class DemoRun:
 
 async def run_demo(endpoints: Endpoints, checkouts: int, *, timeout_s: float = 300.0) -> DemoReport:
     started = time.monotonic()
-    run = await drive_checkouts(endpoints, checkouts, deadline=started + timeout_s)
+    run = await drive_checkouts(endpoints, checkouts, deadline_s=started + timeout_s)
     report = await verify(endpoints, run)
     report.duration_s = round(time.monotonic() - started, 2)
     return report
 
 
-async def drive_checkouts(endpoints: Endpoints, checkouts: int, *, deadline: float) -> DemoRun:
+async def drive_checkouts(endpoints: Endpoints, checkouts: int, *, deadline_s: float) -> DemoRun:
     """Creates `checkouts` payments (16 in flight) and waits until each is done or the deadline passes."""
     factory = CheckoutFactory(uuid.uuid4().hex[:8], sellers=max(3, min(40, checkouts // 5)))
     async with clients.channel(endpoints.grpc["payment"], endpoints.api_keys.checkout) as channel:
         payments = clients.payment_stub(channel)
         requests = [factory.next() for _ in range(checkouts)]
         created = await bounded(16, requests, lambda r: payments.CreatePayment(r, timeout=30))
-        done = await _wait_until_done(payments, [c.payment.payment_id for c in created], deadline)
+        done = await _wait_until_done(payments, [c.payment.payment_id for c in created], deadline_s)
     return DemoRun(done, factory.sellers)
 
 
@@ -105,7 +105,7 @@ async def verify(endpoints: Endpoints, run: DemoRun) -> DemoReport:
 
 
 async def _wait_until_done(
-    payments: PaymentServiceStub, payment_ids: list[str], deadline: float
+    payments: PaymentServiceStub, payment_ids: list[str], deadline_s: float
 ) -> list[payment_pb2.Payment]:
     latest: dict[str, payment_pb2.Payment] = {}
     pending = list(payment_ids)
@@ -115,7 +115,7 @@ async def _wait_until_done(
         )
         latest.update({r.payment.payment_id: r.payment for r in responses})
         pending = [pid for pid in pending if not latest[pid].done]
-        if pending and time.monotonic() > deadline:
+        if pending and time.monotonic() > deadline_s:
             break
         if pending:
             await asyncio.sleep(0.5)

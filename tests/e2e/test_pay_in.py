@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import aiohttp
@@ -159,7 +160,7 @@ async def _all_records(bootstrap: str, topics: list[str]) -> list:  # type: igno
 
 async def test_redelivering_every_event_twice_has_no_second_effect(stack: Stack) -> None:
     """Every event on every pay-in topic is published twice more; charges, credits and entries stay single."""
-    run = await drive_checkouts(stack.endpoints, 20, deadline=asyncio.get_running_loop().time() + 120)
+    run = await drive_checkouts(stack.endpoints, 20, deadline_s=time.monotonic() + 120)
     before = await verify(stack.endpoints, run)
     assert before.invariants_ok and before.orders_not_terminal == 0, before.violations
 
