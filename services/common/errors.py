@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -80,6 +81,18 @@ class Validator:
             self.add(field, f"must be at most {max_length} characters (got {len(value)})")
         elif value != value.strip() or any(ord(c) < 0x20 for c in value):
             self.add(field, "must not contain control characters or surrounding spaces")
+
+    def require_uuid(self, field: str, value: str) -> uuid.UUID | None:
+        """The UUID in `value`, which must be in canonical text form: another spelling of the same id
+        would be a different idempotency key. None after recording a violation."""
+        try:
+            parsed = uuid.UUID(value)
+        except ValueError:
+            parsed = None
+        if parsed is None or str(parsed) != value.lower():
+            self.add(field, "must be a UUID in canonical form")
+            return None
+        return parsed
 
     def raise_if_any(self) -> None:
         if self.violations:

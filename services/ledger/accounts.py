@@ -31,7 +31,6 @@ PSP_FEES = "psp_fees"
 REFUNDS_CLEARING = "refunds_clearing"
 SELLER_PAYABLE_PREFIX = "seller_payable:"
 FIXED_ACCOUNTS = frozenset({PSP_RECEIVABLE, BANK_CASH, PLATFORM_REVENUE, PSP_FEES, REFUNDS_CLEARING})
-SELLER_ID_MAX_LENGTH = 64
 # Same rule as the database's CHECK: 1 to 64 characters, none of them an ASCII control character.
 _SELLER_ACCOUNT = re.compile(r"^seller_payable:[^\x00-\x1f]{1,64}$")
 

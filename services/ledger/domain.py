@@ -14,7 +14,8 @@ from datetime import datetime
 
 from services.common.errors import Validator
 from services.common.money import CURRENCY_EXPONENTS, Money
-from services.ledger.accounts import PSP_RECEIVABLE, SELLER_ID_MAX_LENGTH, is_account, seller_payable
+from services.common.succeeded_orders import SucceededOrder
+from services.ledger.accounts import PSP_RECEIVABLE, is_account, seller_payable
 
 KIND_PAYMENT_ORDER_SUCCEEDED = "payment_order_succeeded"
 
@@ -70,30 +71,6 @@ class PostedEntry:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class SucceededOrder:
-    payment_order_id: uuid.UUID
-    seller_id: str
-    amount: Money
-    event_id: uuid.UUID
-
-
-def parse_succeeded_order(
-    *, payment_order_id: str, seller_id: str, amount_minor: int, currency: str, event_id: uuid.UUID
-) -> SucceededOrder:
-    """Validates a succeeded payment order; raises InvalidArgument naming every bad field."""
-    validator = Validator()
-    order_id = parse_uuid(validator, "payment_order_id", payment_order_id)
-    validator.require_text("seller_id", seller_id, max_length=SELLER_ID_MAX_LENGTH)
-    if amount_minor <= 0:
-        validator.add("amount.amount_minor", f"must be positive (got {amount_minor})")
-    if currency not in CURRENCY_EXPONENTS:
-        validator.add("amount.currency", f"{currency!r} is not a supported ISO 4217 code in upper case")
-    validator.raise_if_any()
-    assert order_id is not None
-    return SucceededOrder(order_id, seller_id, Money(amount_minor, currency), event_id)
-
-
 def payment_order_succeeded_entry(order: SucceededOrder, entry_id: uuid.UUID) -> JournalEntry:
     """DR psp_receivable, CR seller_payable:<seller>: the PSP holds the money we now owe the seller."""
     return JournalEntry(
@@ -103,18 +80,6 @@ def payment_order_succeeded_entry(order: SucceededOrder, entry_id: uuid.UUID) ->
         cause_event_id=order.event_id,
         postings=(Posting(PSP_RECEIVABLE, order.amount), Posting(seller_payable(order.seller_id), -order.amount)),
     )
-
-
-def parse_uuid(validator: Validator, field: str, value: str) -> uuid.UUID | None:
-    """The UUID in `value` (canonical text form), or None after recording a violation."""
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or str(parsed) != value.lower():
-        validator.add(field, "must be a UUID in canonical form")
-        return None
-    return parsed
 
 
 def validate_account_query(account: str, currency: str) -> None:

@@ -15,12 +15,11 @@ from services.common import outbox, snapshot_paging
 from services.common.errors import Validator
 from services.common.events import LEDGER_ENTRY_POSTED, OutboundEvent
 from services.common.money import Money
+from services.common.succeeded_orders import SucceededOrder
 from services.ledger.adapters import db
 from services.ledger.domain import (
     PostedEntry,
-    SucceededOrder,
     TrialBalance,
-    parse_uuid,
     payment_order_succeeded_entry,
     validate_account_query,
 )
@@ -80,7 +79,7 @@ class LedgerService:
     ) -> tuple[list[PostedEntry], str]:
         """One page of the journal as of the listing's first page, oldest first, and the next token."""
         validator = Validator()
-        order_id = parse_uuid(validator, "payment_order_id", payment_order_id) if payment_order_id else None
+        order_id = validator.require_uuid("payment_order_id", payment_order_id) if payment_order_id else None
         validator.raise_if_any()
         size = snapshot_paging.page_size(page_size)
         other_filter = "a listing with another payment_order_id filter"

@@ -20,8 +20,7 @@ from enum import StrEnum
 
 from services.common.errors import Validator
 from services.common.money import CURRENCY_EXPONENTS, Money
-
-SELLER_ID_MAX_LENGTH = 64
+from services.common.succeeded_orders import SELLER_ID_MAX_LENGTH, SucceededOrder
 
 
 class Bucket(StrEnum):
@@ -35,14 +34,8 @@ class EntryKind(StrEnum):
     SALE = "sale"
 
 
-@dataclass(frozen=True, slots=True)
-class Sale:
-    """A succeeded payment order, to be credited to its seller's pending balance exactly once."""
-
-    payment_order_id: uuid.UUID
-    seller_id: str
-    amount: Money
-    event_id: uuid.UUID
+# The wallet's name for a succeeded payment order: credited to its seller's pending balance exactly once.
+Sale = SucceededOrder
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,32 +63,6 @@ class BalanceEntry:
     payment_order_id: uuid.UUID | None
     event_id: uuid.UUID
     created_at: datetime
-
-
-def parse_uuid(validator: Validator, field: str, value: str) -> uuid.UUID | None:
-    """The UUID in `value` (canonical text form), or None after recording a violation."""
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or str(parsed) != value.lower():
-        validator.add(field, "must be a UUID in canonical form")
-        return None
-    return parsed
-
-
-def parse_sale(*, payment_order_id: str, seller_id: str, amount_minor: int, currency: str, event_id: uuid.UUID) -> Sale:
-    """Validates a succeeded payment order; raises InvalidArgument naming every bad field."""
-    validator = Validator()
-    order_id = parse_uuid(validator, "payment_order_id", payment_order_id)
-    validator.require_text("seller_id", seller_id, max_length=SELLER_ID_MAX_LENGTH)
-    if amount_minor <= 0:
-        validator.add("amount.amount_minor", f"must be positive (got {amount_minor})")
-    if currency not in CURRENCY_EXPONENTS:
-        validator.add("amount.currency", f"{currency!r} is not a supported ISO 4217 code in upper case")
-    validator.raise_if_any()
-    assert order_id is not None
-    return Sale(order_id, seller_id, Money(amount_minor, currency), event_id)
 
 
 def validate_query(seller_id: str, currency: str | None = None) -> None:

@@ -12,7 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.money import Money
-from services.ledger.domain import PostedEntry, SucceededOrder
+from services.common.succeeded_orders import SucceededOrder
+from services.ledger.domain import PostedEntry
 from services.ledger.service import LedgerService
 
 

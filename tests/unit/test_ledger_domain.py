@@ -9,16 +9,15 @@ import pytest
 
 from services.common.errors import InvalidArgument
 from services.common.money import Money
+from services.common.succeeded_orders import SucceededOrder, parse_succeeded_order
 from services.ledger.accounts import PSP_RECEIVABLE, is_account, seller_payable
 from services.ledger.domain import (
     JournalEntry,
     PostedEntry,
     Posting,
-    SucceededOrder,
     TrialBalance,
     UnbalancedEntry,
     check_balanced,
-    parse_succeeded_order,
     payment_order_succeeded_entry,
     validate_account_query,
 )

@@ -9,7 +9,8 @@ import pytest
 
 from services.common.errors import InvalidArgument
 from services.common.money import Money
-from services.wallet.domain import BalanceEntry, Bucket, Sale, parse_sale, validate_query
+from services.common.succeeded_orders import parse_succeeded_order
+from services.wallet.domain import BalanceEntry, Bucket, Sale, validate_query
 from services.wallet.service import balance_updated
 
 
@@ -22,7 +23,7 @@ def _sale(**overrides: object) -> Sale:
         "event_id": uuid.uuid4(),
     }
     fields.update(overrides)
-    return parse_sale(**fields)  # type: ignore[arg-type]
+    return parse_succeeded_order(**fields)  # type: ignore[arg-type]
 
 
 def test_a_valid_order_becomes_a_sale_of_its_amount() -> None:
