@@ -23,6 +23,7 @@ from settle.payment.v1 import payment_pb2, payment_pb2_grpc
 
 from services.common.events import PAYMENT_ORDER_SUCCEEDED
 from services.common.infra import Infrastructure
+from services.common.kafka import create_producer
 from services.common.outbox import envelope_headers
 from services.common.runtime import ServiceProcess
 from services.payment.entrypoints.main import PaymentSettings, create_service
@@ -48,6 +49,17 @@ async def running_service(created: Awaitable[tuple[ServiceProcess, int]]) -> Asy
         await channel.close()
         process.request_stop()
         await asyncio.wait_for(task, timeout=30)
+
+
+@asynccontextmanager
+async def producer_for(infra: Infrastructure, client_id: str) -> AsyncIterator[AIOKafkaProducer]:
+    """A started Kafka producer for publishing test events, stopped when the block ends."""
+    producer = create_producer(infra.kafka_bootstrap_servers, client_id=client_id)
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 45.0) -> None:

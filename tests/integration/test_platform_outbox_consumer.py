@@ -22,7 +22,7 @@ from services.common.events import (
 from services.common.infra import Infrastructure
 from services.common.kafka import create_consumer, create_producer
 from services.common.relay import OutboxRelay
-from tests.fixtures import eventually, read_until
+from tests.fixtures import eventually, producer_for, read_until
 
 
 class RecordingHandler:
@@ -123,9 +123,7 @@ async def test_a_new_broker_gets_the_retained_outbox_again(
     engines: dict[str, AsyncEngine], infra: Infrastructure, unique: str
 ) -> None:
     engine = engines["payment"]
-    producer = create_producer(infra.kafka_bootstrap_servers, client_id="test")
-    await producer.start()
-    try:
+    async with producer_for(infra, "test") as producer:
         service = f"svc-{unique}"
         relay = OutboxRelay(engine, producer, service=service, bootstrap_servers=infra.kafka_bootstrap_servers)
         async with engine.begin() as connection:
@@ -140,5 +138,3 @@ async def test_a_new_broker_gets_the_retained_outbox_again(
         await relay.replay_if_new_broker()
         async with engine.connect() as connection:
             assert await connection.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")) == 0
-    finally:
-        await producer.stop()

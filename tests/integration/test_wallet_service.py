@@ -24,7 +24,6 @@ from services.common.events import (
 )
 from services.common.grpc_errors import error_info_reason, field_violations
 from services.common.infra import Infrastructure
-from services.common.kafka import create_producer
 from services.wallet.config import WalletSettings
 from services.wallet.entrypoints.main import create_service
 from tests.fixtures import (
@@ -32,6 +31,7 @@ from tests.fixtures import (
     CHECKOUT_KEY,
     FINANCE,
     eventually,
+    producer_for,
     publish_succeeded,
     read_topic,
     running_service,
@@ -54,13 +54,11 @@ async def wallet(migrated: Infrastructure) -> AsyncIterator[Wallet]:
         grpc_port=0,
         api_keys=API_KEYS,
     )
-    async with running_service(create_service(settings)) as channel:
-        producer = create_producer(migrated.kafka_bootstrap_servers, client_id="wallet-test")
-        await producer.start()
-        try:
-            yield Wallet(wallet_pb2_grpc.WalletServiceStub(channel), producer, migrated)  # type: ignore[arg-type]
-        finally:
-            await producer.stop()
+    async with (
+        running_service(create_service(settings)) as channel,
+        producer_for(migrated, "wallet-test") as producer,
+    ):
+        yield Wallet(wallet_pb2_grpc.WalletServiceStub(channel), producer, migrated)  # type: ignore[arg-type]
 
 
 async def balance(wallet: Wallet, seller_id: str, currency: str = "USD") -> wallet_pb2.Balance:
