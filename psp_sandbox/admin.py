@@ -8,8 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from psp_sandbox.api import STATE_KEY
-from psp_sandbox.errors import json_response
+from psp_sandbox.errors import JsonObject, json_response
 from psp_sandbox.faults import FaultSpecError, parse_fault
+from psp_sandbox.state import SandboxState
 
 
 def _bad_request(message: str) -> web.Response:
@@ -68,6 +69,29 @@ async def advance_clock(request: web.Request) -> web.Response:
     return await get_clock(request)
 
 
+def _config(state: SandboxState) -> JsonObject:
+    return {"idempotency_retention_s": state.idempotency.retention_s}
+
+
+async def get_config(request: web.Request) -> web.Response:
+    return json_response(_config(request.app[STATE_KEY]))
+
+
+async def update_config(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    try:
+        body = await _json_body(request)
+    except json.JSONDecodeError as error:
+        return _bad_request(str(error))
+    if not isinstance(body, dict) or set(body) != {"idempotency_retention_s"}:
+        return _bad_request("the body must be a JSON object holding only 'idempotency_retention_s'")
+    seconds = body["idempotency_retention_s"]
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+        return _bad_request("'idempotency_retention_s' must be a positive integer (seconds)")
+    state.idempotency.retention_s = seconds
+    return json_response(_config(state))
+
+
 async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -81,5 +105,7 @@ def admin_routes() -> list[web.RouteDef]:
         web.post("/_sandbox/reset", reset),
         web.get("/_sandbox/clock", get_clock),
         web.post("/_sandbox/clock", advance_clock),
+        web.get("/_sandbox/config", get_config),
+        web.post("/_sandbox/config", update_config),
         web.get("/_sandbox/health", health),
     ]

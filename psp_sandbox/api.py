@@ -45,11 +45,38 @@ async def _handle(request: web.Request, endpoint: Endpoint, request_id: str) -> 
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
         raise errors.invalid_request(f"Idempotency keys must be 1 to {MAX_KEY_LENGTH} characters long.")
     fault = state.faults.take(request.path, idempotency_key)
-    # Injected 500s and 429s happen before anything else: the request did nothing.
-    if fault is not None and fault.kind is FaultKind.HTTP_500:
+    try:
+        _raise_injected_error(fault, idempotency_key)
+        return await _execute(request, endpoint, request_id, scope=scope, idempotency_key=idempotency_key, fault=fault)
+    finally:
+        # Whatever the answer, even an error, it is lost with the connection.
+        if fault is not None and fault.kind is FaultKind.DROP_RESPONSE:
+            _drop_connection(request)
+
+
+def _raise_injected_error(fault: Fault | None, idempotency_key: str | None) -> None:
+    """Injected 500s, 429s and 409s happen before anything else: the request did nothing."""
+    if fault is None:
+        return
+    if fault.kind is FaultKind.HTTP_500:
         raise errors.api_error()
-    if fault is not None and fault.kind is FaultKind.HTTP_429:
+    if fault.kind is FaultKind.HTTP_429:
         raise errors.rate_limited(fault.retry_after_s)
+    if fault.kind is FaultKind.HTTP_409_IN_FLIGHT:
+        assert idempotency_key is not None, "the fault only matches requests with a key"
+        raise errors.idempotency_key_in_use(idempotency_key)
+
+
+async def _execute(
+    request: web.Request,
+    endpoint: Endpoint,
+    request_id: str,
+    *,
+    scope: str,
+    idempotency_key: str | None,
+    fault: Fault | None,
+) -> web.Response:
+    state = request.app[STATE_KEY]
     form = await _read_form(request)
     path_params = dict(request.match_info)
     if request.method != "POST" or idempotency_key is None:
@@ -88,6 +115,12 @@ async def _handle(request: web.Request, endpoint: Endpoint, request_id: str) -> 
     response.headers["Idempotency-Key"] = idempotency_key
     await _delay_after(state, fault)
     return response
+
+
+def _drop_connection(request: web.Request) -> None:
+    # aiohttp then fails to write the answer to the closed transport and drops it quietly.
+    if request.transport is not None:
+        request.transport.abort()
 
 
 def _authenticate(request: web.Request) -> str:

@@ -1,4 +1,19 @@
-"""Injected faults: each applies to the next `count` requests that match it, first registered first."""
+"""Injected faults: each applies to the next `count` requests that match it, first registered first.
+
+`POST /_sandbox/faults {"fault": KIND, "count": 1, "match": {"idempotency_key": ..., "path_prefix": ...},
+"latency_ms": ..., "retry_after_s": ...}`, where KIND is one of:
+
+- latency: waits `latency_ms` before executing, holding the idempotency key meanwhile.
+- http_500: answers 500 api_error and executes nothing; the key stays unused.
+- http_429: answers 429 rate_limit_error with `Retry-After: retry_after_s` and executes nothing.
+- http_409_in_flight: answers 409 idempotency_key_in_use and executes nothing, as if another request with
+  the key were still running. Only requests that carry an Idempotency-Key match it.
+- timeout_after_charge: executes and stores the answer for replay, then answers `latency_ms` late.
+- drop_response: executes and stores the answer for replay like a normal request, then aborts the TCP
+  connection instead of answering, so the client sees a connection error (the SDK's APIConnectionError),
+  never an HTTP status. Clients may resend idempotent methods on their own: aiohttp resends a dropped GET
+  once, so a GET needs `count` 2 to fail.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +37,8 @@ class FaultKind(StrEnum):
     HTTP_500 = "http_500"
     HTTP_429 = "http_429"
     TIMEOUT_AFTER_CHARGE = "timeout_after_charge"
+    DROP_RESPONSE = "drop_response"
+    HTTP_409_IN_FLIGHT = "http_409_in_flight"
 
 
 class FaultSpecError(ValueError):
@@ -39,6 +56,9 @@ class Fault:
     retry_after_s: int
 
     def matches(self, path: str, idempotency_key: str | None) -> bool:
+        if self.kind is FaultKind.HTTP_409_IN_FLIGHT and idempotency_key is None:
+            # Only a request with a key can collide with one in flight.
+            return False
         if self.path_prefix is not None and not path.startswith(self.path_prefix):
             return False
         return self.idempotency_key is None or self.idempotency_key == idempotency_key

@@ -3,8 +3,9 @@
 A key is owned by the first request that uses it. While that request runs, others with the key get
 409; once it has an answer (success or card error), requests with the same parameters get that exact
 answer back and requests with other parameters get an idempotency_error. Answers are kept for a
-retention period on the sandbox clock. Validation failures and 500s are not kept (Stripe keeps only
-results of requests whose endpoint started executing), so the caller releases the key instead.
+retention period on the sandbox clock, which can be changed at runtime. Validation failures and 500s
+are not kept (Stripe keeps only results of requests whose endpoint started executing), so the caller
+releases the key instead.
 """
 
 from __future__ import annotations
@@ -40,13 +41,23 @@ class IdempotencyStore:
     def __init__(
         self, clock: SandboxClock, retention_s: int = DEFAULT_RETENTION_S, journal: Journal | None = None
     ) -> None:
-        if retention_s <= 0:
-            raise ValueError("idempotency retention must be positive")
+        _check_retention(retention_s)
         self._clock = clock
         self._retention_s = retention_s
         self._journal = journal
         # Insertion order is creation order, so expired entries are always at the front.
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+
+    @property
+    def retention_s(self) -> int:
+        return self._retention_s
+
+    @retention_s.setter
+    def retention_s(self, retention_s: int) -> None:
+        _check_retention(retention_s)
+        # Keys already past the old retention stay forgotten even if the new one is longer.
+        self._purge_expired(self._clock.now_s())
+        self._retention_s = retention_s
 
     def begin(self, scope: str, key: str, fingerprint: str) -> StoredResponse | None:
         """Claims the key, or returns the answer to replay. Raises 409 / idempotency_error."""
@@ -112,3 +123,8 @@ class IdempotencyStore:
             if not self._is_expired(oldest, now_s):
                 return
             self._entries.popitem(last=False)
+
+
+def _check_retention(retention_s: int) -> None:
+    if retention_s <= 0:
+        raise ValueError("idempotency retention must be positive")

@@ -21,6 +21,7 @@ class SandboxState:
         self.clock = SandboxClock()
         self.store = Store(self.journal)
         self.idempotency = IdempotencyStore(self.clock, idempotency_retention_s, self.journal)
+        self._started_retention_s = idempotency_retention_s
         self.faults = FaultBook()
         self._closing = asyncio.Event()
         if self.journal is not None:
@@ -46,6 +47,7 @@ class SandboxState:
     def reset(self) -> None:
         self.store.reset()
         self.idempotency.reset()
+        self.idempotency.retention_s = self._started_retention_s
         self.faults.clear()
         self.clock.offset_s = 0
         if self.journal is not None:

@@ -75,6 +75,36 @@ async def _fault(http: aiohttp.ClientSession, sandbox: RunningSandbox, **spec: A
         assert response.status == 200, await response.text()
 
 
+async def _sdk_charge(client: stripe.StripeClient, order_id: str) -> stripe.PaymentIntent:
+    """A charge as the executor's StripeGateway makes it: the order id is the idempotency key."""
+    return await client.v1.payment_intents.create_async(
+        params={
+            "amount": 1250,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "allowed_payment_method_types": ["card"],
+            "metadata": {"payment_order_id": order_id},
+        },
+        options={"idempotency_key": order_id},
+    )
+
+
+def _was_replayed(intent: stripe.PaymentIntent) -> bool:
+    assert intent.last_response is not None
+    return intent.last_response.headers.get("Idempotent-Replayed") == "true"
+
+
+async def _set_config(http: aiohttp.ClientSession, sandbox: RunningSandbox, body: Any) -> tuple[int, dict[str, Any]]:
+    async with http.post(f"{sandbox.url}/_sandbox/config", json=body) as response:
+        return response.status, await response.json()
+
+
+async def _advance_clock(http: aiohttp.ClientSession, sandbox: RunningSandbox, seconds: int) -> None:
+    async with http.post(f"{sandbox.url}/_sandbox/clock", json={"advance_s": seconds}) as response:
+        assert response.status == 200, await response.text()
+
+
 @pytest.mark.parametrize(
     ("headers", "message_start"),
     [
@@ -370,6 +400,67 @@ async def test_timeout_after_charge_moves_money_then_answers_late(
     assert len(await _charges(http, sandbox, "po_1")) == 1
 
 
+async def test_drop_response_charges_then_the_sdk_sees_a_connection_error_and_a_retry_replays(
+    client: stripe.StripeClient, http: aiohttp.ClientSession, sandbox: RunningSandbox
+) -> None:
+    await _fault(http, sandbox, fault="drop_response", match={"idempotency_key": "po_1"})
+
+    with pytest.raises(stripe.APIConnectionError):
+        await _sdk_charge(client, "po_1")
+    charges = await _charges(http, sandbox, "po_1")
+    retried = await _sdk_charge(client, "po_1")
+
+    assert len(charges) == 1
+    assert retried.id == charges[0]["payment_intent_id"]
+    assert retried.status == "succeeded"
+    assert _was_replayed(retried)
+    assert len(await _charges(http, sandbox, "po_1")) == 1
+
+
+async def test_drop_response_drops_error_answers_too(http: aiohttp.ClientSession, sandbox: RunningSandbox) -> None:
+    await _fault(http, sandbox, fault="drop_response")
+
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await _create(http, sandbox, _form(token="pm_card_chargeDeclined"), key="po_1")
+    status, body, response = await _create(http, sandbox, _form(token="pm_card_chargeDeclined"), key="po_1")
+
+    assert (status, body["error"]["code"]) == (402, "card_declined")
+    assert response.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_http_409_in_flight_is_idempotency_key_in_use_and_moves_no_money(
+    client: stripe.StripeClient, http: aiohttp.ClientSession, sandbox: RunningSandbox
+) -> None:
+    await _fault(http, sandbox, fault="http_409_in_flight")
+
+    # The SDK has no class for 409s: it raises a plain APIError and leaves the code in the error object.
+    with pytest.raises(stripe.APIError) as raised:
+        await _sdk_charge(client, "po_1")
+    charges_after_conflict = await _charges(http, sandbox, "po_1")
+    retried = await _sdk_charge(client, "po_1")
+
+    assert raised.value.http_status == 409
+    assert raised.value.error is not None
+    assert raised.value.error.code == "idempotency_key_in_use"
+    assert raised.value.headers is not None
+    assert raised.value.headers["Stripe-Should-Retry"] == "true"
+    assert charges_after_conflict == []
+    # Nothing ran, so the key was never claimed: the retry is a first execution, not a replay.
+    assert not _was_replayed(retried)
+    assert len(await _charges(http, sandbox, "po_1")) == 1
+
+
+async def test_http_409_in_flight_passes_over_requests_without_a_key(
+    http: aiohttp.ClientSession, sandbox: RunningSandbox
+) -> None:
+    await _fault(http, sandbox, fault="http_409_in_flight")
+
+    keyless_status, _, _ = await _create(http, sandbox, _form("po_1"))
+    keyed_status, _, _ = await _create(http, sandbox, _form("po_2"), key="po_2")
+
+    assert (keyless_status, keyed_status) == (200, 409)
+
+
 async def test_latency_fault_delays_the_answer(http: aiohttp.ClientSession, sandbox: RunningSandbox) -> None:
     await _fault(http, sandbox, fault="latency", latency_ms=300)
 
@@ -430,6 +521,82 @@ async def test_key_is_forgotten_after_retention_on_the_sandbox_clock(
     assert len(await _charges(http, sandbox, "po_1")) == 2
 
 
+async def test_config_reports_the_retention_the_sandbox_started_with(
+    http: aiohttp.ClientSession, sandbox: RunningSandbox
+) -> None:
+    async with http.get(f"{sandbox.url}/_sandbox/config") as response:
+        assert await response.json() == {"idempotency_retention_s": 24 * 3600}
+
+
+async def test_retention_changed_at_runtime_forgets_keys_sooner_so_a_retry_charges_again(
+    http: aiohttp.ClientSession, sandbox: RunningSandbox
+) -> None:
+    status, config = await _set_config(http, sandbox, {"idempotency_retention_s": 60})
+    _, first, _ = await _create(http, sandbox, _form(), key="po_1")
+    await _advance_clock(http, sandbox, 59)
+    _, before_expiry, before_response = await _create(http, sandbox, _form(), key="po_1")
+    await _advance_clock(http, sandbox, 1)
+    _, after_expiry, after_response = await _create(http, sandbox, _form(), key="po_1")
+
+    assert (status, config) == (200, {"idempotency_retention_s": 60})
+    assert before_response.headers["Idempotent-Replayed"] == "true"
+    assert before_expiry == first
+    assert "Idempotent-Replayed" not in after_response.headers
+    assert after_expiry["id"] != first["id"]
+    assert len(await _charges(http, sandbox, "po_1")) == 2
+
+
+async def test_lengthening_retention_does_not_revive_a_forgotten_key(
+    http: aiohttp.ClientSession, sandbox: RunningSandbox
+) -> None:
+    await _set_config(http, sandbox, {"idempotency_retention_s": 60})
+    await _create(http, sandbox, _form(), key="po_1")
+    await _advance_clock(http, sandbox, 60)
+    await _set_config(http, sandbox, {"idempotency_retention_s": 3600})
+    _, _, response = await _create(http, sandbox, _form(), key="po_1")
+
+    assert "Idempotent-Replayed" not in response.headers
+    assert len(await _charges(http, sandbox, "po_1")) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"idempotency_retention_s": 0},
+        {"idempotency_retention_s": -5},
+        {"idempotency_retention_s": 1.5},
+        {"idempotency_retention_s": "60"},
+        {"idempotency_retention_s": True},
+        {"idempotency_retention_s": 60, "surprise": 1},
+        {},
+        [60],
+    ],
+)
+async def test_invalid_config_is_refused_and_changes_nothing(
+    http: aiohttp.ClientSession, sandbox: RunningSandbox, body: Any
+) -> None:
+    status, refused = await _set_config(http, sandbox, body)
+    async with http.get(f"{sandbox.url}/_sandbox/config") as response:
+        config = await response.json()
+
+    assert status == 400
+    assert "idempotency_retention_s" in refused["error"]["message"]
+    assert config == {"idempotency_retention_s": 24 * 3600}
+
+
+async def test_reset_restores_the_retention_the_sandbox_started_with(
+    http: aiohttp.ClientSession, sandbox: RunningSandbox
+) -> None:
+    await _set_config(http, sandbox, {"idempotency_retention_s": 60})
+
+    async with http.post(f"{sandbox.url}/_sandbox/reset") as response:
+        assert response.status == 200
+    async with http.get(f"{sandbox.url}/_sandbox/config") as response:
+        config = await response.json()
+
+    assert config == {"idempotency_retention_s": 24 * 3600}
+
+
 async def test_reset_clears_everything(http: aiohttp.ClientSession, sandbox: RunningSandbox) -> None:
     await _create(http, sandbox, _form(), key="po_1")
     await _fault(http, sandbox, fault="http_500", match={"idempotency_key": "nobody"})
@@ -473,7 +640,7 @@ async def test_charge_record_and_keys_survive_a_restart_with_a_data_dir(
     assert len(all_charges) == 1
 
 
-async def test_runs_as_a_process_and_stops_cleanly_on_sigterm(http: aiohttp.ClientSession) -> None:
+async def test_runs_as_a_process_with_its_flags_and_stops_cleanly_on_sigterm(http: aiohttp.ClientSession) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -482,6 +649,8 @@ async def test_runs_as_a_process_and_stops_cleanly_on_sigterm(http: aiohttp.Clie
         "127.0.0.1",
         "--port",
         "0",
+        "--idempotency-retention-s",
+        "90",
         cwd=REPO_ROOT,
         env=os.environ | {"PYTHONPATH": str(REPO_ROOT)},
         stdout=asyncio.subprocess.PIPE,
@@ -492,8 +661,11 @@ async def test_runs_as_a_process_and_stops_cleanly_on_sigterm(http: aiohttp.Clie
             line = (await process.stdout.readline()).decode().strip()
         prefix = "psp-sandbox listening on "
         assert line.startswith(prefix)
-        async with http.get(f"{line.removeprefix(prefix)}/_sandbox/health") as response:
+        url = line.removeprefix(prefix)
+        async with http.get(f"{url}/_sandbox/health") as response:
             assert response.status == 200
+        async with http.get(f"{url}/_sandbox/config") as response:
+            assert await response.json() == {"idempotency_retention_s": 90}
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(10):
             assert await process.wait() == 0
