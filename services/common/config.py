@@ -8,6 +8,8 @@ from typing import Annotated, TypeVar
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common import crash_points
+
 Scope = str
 # Scopes: `payments` (checkouts create and read payments), `finance` (read-only ledger, wallet and
 # reconciliation), `admin` (operators: executor admin API and everything finance may read).
@@ -34,6 +36,11 @@ class ServiceSettings(BaseSettings):
     outbox_retention_hours: Annotated[int, Field(ge=1)] = 24 * 7
     db_pool_size: Annotated[int, Field(ge=1, le=100)] = 10
     shutdown_grace_s: Annotated[int, Field(ge=0, le=300)] = 10
+    # How long the broker waits for a silent consumer before giving its partitions to others. A
+    # member killed without leaving holds its partitions that long, also against its own restart.
+    kafka_session_timeout_ms: Annotated[int, Field(ge=1000, le=300_000)] = 10_000
+    # Fault injection only (see services/common/crash_points.py): e.g. "relay.after_publish@3".
+    crash_points: str = ""
 
     @field_validator("api_keys")
     @classmethod
@@ -44,6 +51,12 @@ class ServiceSettings(BaseSettings):
             unknown = set(scopes) - KNOWN_SCOPES
             if unknown:
                 raise ValueError(f"unknown scopes {sorted(unknown)}; known: {sorted(KNOWN_SCOPES)}")
+        return value
+
+    @field_validator("crash_points")
+    @classmethod
+    def _crash_points_are_known(cls, value: str) -> str:
+        crash_points.parse(value)
         return value
 
     @field_validator("log_level")

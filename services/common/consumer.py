@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import outbox
+from services.common.crash_points import CONSUMER_AFTER_DB_COMMIT, CONSUMER_BEFORE_DB_COMMIT, crash_point
 from services.common.events import (
     HEADER_DLQ_CONSUMER,
     HEADER_DLQ_ERROR,
@@ -171,12 +172,14 @@ class Consumer:
         try:
             async with self._engine.begin() as connection:
                 await self._apply(connection, records)
+                crash_point(CONSUMER_BEFORE_DB_COMMIT)
         except Exception as error:
             if _is_infrastructure_error(error):
                 raise
             log.warning("consumer %s: batch failed (%s); isolating events one by one", self._group_id, error)
             for record in records:
                 await self._apply_alone(record)
+        crash_point(CONSUMER_AFTER_DB_COMMIT)
         self._on_commit()
         await self._commit_offsets(batch)
         self.processed_total += len(records)

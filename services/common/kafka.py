@@ -18,7 +18,9 @@ def create_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProduc
     )
 
 
-def create_consumer(bootstrap_servers: str, *, group_id: str, topics: list[str], client_id: str) -> AIOKafkaConsumer:
+def create_consumer(
+    bootstrap_servers: str, *, group_id: str, topics: list[str], client_id: str, session_timeout_ms: int = 10_000
+) -> AIOKafkaConsumer:
     # Offsets are committed by hand, after the database commit of the batch they cover.
     return AIOKafkaConsumer(
         *topics,
@@ -31,6 +33,6 @@ def create_consumer(bootstrap_servers: str, *, group_id: str, topics: list[str],
         max_poll_records=5000,
         # A short session lets a restarted member rejoin quickly: a broker that misses a member's
         # LeaveGroup (the embedded mock does) makes the next join wait out the old session.
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=1_000,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=min(1_000, session_timeout_ms // 3),
     )

@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common import crash_points
 from services.common.config import ServiceSettings
 from services.common.consumer import Consumer, EventHandler
 from services.common.db import create_engine, service_database_url
@@ -36,6 +37,7 @@ class Platform:
 
     @classmethod
     def create(cls, service: str, settings: ServiceSettings) -> Platform:
+        crash_points.arm(settings.crash_points)
         engine = create_engine(
             service_database_url(settings.database_url, database_name(service)),
             pool_size=settings.db_pool_size,
@@ -64,7 +66,11 @@ class Platform:
         """Adds a consumer in the group `settle-<service>-<name>`; after each commit the relay is woken."""
         group_id = f"settle-{self.service}-{name}"
         kafka = create_consumer(
-            self.settings.kafka_bootstrap_servers, group_id=group_id, topics=list(topics), client_id=group_id
+            self.settings.kafka_bootstrap_servers,
+            group_id=group_id,
+            topics=list(topics),
+            client_id=group_id,
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
         )
 
         def committed() -> None:

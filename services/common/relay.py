@@ -18,6 +18,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.crash_points import RELAY_AFTER_PUBLISH, RELAY_BEFORE_PUBLISH, crash_point
+
 CONTROL_TOPIC = "settle.control.relay-markers"
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
+            crash_point(RELAY_BEFORE_PUBLISH)
             deliveries = []
             for row in rows:
                 headers = [(name, value.encode()) for name, value in row.headers.items()]
@@ -96,6 +99,7 @@ class OutboxRelay:
                 )
             # Wait for every acknowledgement before marking: a row is marked only once Kafka has it.
             await asyncio.gather(*deliveries)
+            crash_point(RELAY_AFTER_PUBLISH)
             await connection.execute(
                 text("UPDATE outbox SET published_at = now() WHERE seq = ANY(:seqs)"),
                 {"seqs": [row.seq for row in rows]},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from typing import Annotated, Self
@@ -9,6 +10,9 @@ from typing import Annotated, Self
 from pydantic import Field, model_validator
 
 from services.common.config import ServiceSettings
+
+_CALL_DEADLINE_MARGIN_S = 2.0
+_COMMIT_MARGIN_S = 5.0
 
 
 def _default_worker_id() -> str:
@@ -32,15 +36,28 @@ class ExecutorSettings(ServiceSettings):
     stale_claim_s: Annotated[int, Field(ge=1, le=86_400)] = 60
     # How often the worker looks for due executions when nothing woke it.
     worker_poll_interval_ms: Annotated[int, Field(ge=10, le=60_000)] = 200
+    # Names this worker's claims. A stable id (a replica's name) lets a restarted worker release its
+    # crashed predecessor's claims at once instead of after `stale_claim_s`; it must be unique.
     worker_id: Annotated[str, Field(min_length=1, max_length=200)] = Field(default_factory=_default_worker_id)
+    # An UNKNOWN execution is queued again (to ask the PSP what happened) after this long, at most
+    # `max_recoveries` times; then it waits for an operator's RetryExecution. Longer than the PSP's
+    # search indexing lag (about a minute at Stripe) so the search sees an earlier attempt's charge.
+    recovery_after_s: Annotated[int, Field(ge=1, le=86_400)] = 60
+    max_recoveries: Annotated[int, Field(ge=0, le=1000)] = 5
+
+    @property
+    def call_deadline_s(self) -> float:
+        """A ceiling on one PSP call: the HTTP timeout plus connection setup and parsing."""
+        return self.psp_timeout_s + _CALL_DEADLINE_MARGIN_S
 
     @model_validator(mode="after")
     def _limits_are_consistent(self) -> Self:
         if self.retry_max_ms < self.retry_base_ms:
             raise ValueError("retry_max_ms must be at least retry_base_ms")
-        # A claim is held for one PSP call plus the commit of its outcome. If the stale deadline were
-        # shorter, a live worker's claim would be taken away mid-call (safe thanks to the idempotency
-        # key, but it would double the PSP traffic for every slow call).
-        if self.stale_claim_s < 2 * self.psp_timeout_s + 5:
-            raise ValueError("stale_claim_s must be at least 2 * psp_timeout_s + 5")
+        # A claim is held for up to two PSP calls (search, create) plus the commit of the outcome. If
+        # the stale deadline were shorter, a live worker's claim would be taken away mid-call (safe
+        # thanks to the idempotency key, but it would double the PSP traffic for every slow call).
+        minimum = math.ceil(2 * self.call_deadline_s + _COMMIT_MARGIN_S)
+        if self.stale_claim_s < minimum:
+            raise ValueError(f"stale_claim_s must be at least 2 * (psp_timeout_s + 2) + 5 = {minimum}")
         return self

@@ -29,6 +29,9 @@ class ExecutionStatus(StrEnum):
 
 
 STUCK_STATUSES = (ExecutionStatus.EXECUTING, ExecutionStatus.UNKNOWN)
+# Failure codes of executions the PSP gave no definite word on.
+OUTCOME_UNKNOWN = "psp_outcome_unknown"  # may have charged: retried with the same key, then parked
+REQUEST_REJECTED = "psp_request_rejected"  # our request was refused: parked for an operator
 TOKEN_MAX_LENGTH = 255
 ID_MAX_LENGTH = 64
 

@@ -122,7 +122,7 @@ def settings_for(infra: Infrastructure, sandbox: RunningSandbox, worker_id: str)
         retry_budget=6,
         retry_base_ms=50,
         retry_max_ms=400,
-        stale_claim_s=10,
+        stale_claim_s=11,
         worker_concurrency=8,  # small, so that a slow PSP saturates it in the race test
         worker_id=worker_id,
         worker_poll_interval_ms=50,
@@ -404,7 +404,7 @@ async def test_a_second_worker_racing_on_the_same_orders_never_causes_a_second_c
         worker_id=f"executor-racer-{uuid.uuid4().hex[:6]}",
         policy=RetryPolicy(budget=6, base_ms=50, max_ms=400),
         stale_claim_s=10,
-        charge_deadline_s=6,
+        call_deadline_s=6,
     )
     gateway = CountingGateway(StripeGateway("sk_test_settle_sandbox", sandbox.url, timeout_s=1.0))
     racer = WorkerLoop(

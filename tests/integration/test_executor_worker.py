@@ -60,12 +60,16 @@ def gateway() -> Iterator[FakePaymentGateway]:
     yield FakePaymentGateway()
 
 
-def _worker(engine: AsyncEngine, gateway: object, worker_id: str = "worker-a", budget: int = 3) -> ExecutionWorker:
+def _worker(
+    engine: AsyncEngine, gateway: object, worker_id: str = "worker-a", budget: int = 3, max_recoveries: int = 2
+) -> ExecutionWorker:
     config = WorkerConfig(
         worker_id=worker_id,
         policy=RetryPolicy(budget=budget, base_ms=1, max_ms=5),
         stale_claim_s=60,
-        charge_deadline_s=5,
+        call_deadline_s=5,
+        recovery_after_s=30,
+        max_recoveries=max_recoveries,
     )
     return ExecutionWorker(engine, gateway, config, jitter=lambda ceiling: 0)  # type: ignore[arg-type]
 
@@ -127,7 +131,7 @@ async def test_a_claim_takes_no_more_than_its_limit(engine: AsyncEngine, gateway
     assert executing == 8  # the bound on PSP calls in flight rests on this
     async with engine.begin() as connection:
         await connection.execute(text("UPDATE executions SET claimed_at = now() - interval '1 hour'"))
-    config = WorkerConfig("sweeper", RetryPolicy(3, 1, 5), stale_claim_s=60, charge_deadline_s=5, sweep_batch_size=3)
+    config = WorkerConfig("sweeper", RetryPolicy(3, 1, 5), stale_claim_s=60, call_deadline_s=5, sweep_batch_size=3)
     assert len(await ExecutionWorker(engine, gateway, config).release_stale_claims()) == 3
 
 
@@ -251,7 +255,8 @@ async def test_a_stale_claim_is_retried_with_the_same_key_and_the_late_outcome_i
     assert await hung.record([late_attempt]) == []  # its claim is gone: it cannot write over
     execution = await _get(engine, order)
     assert execution.status is ExecutionStatus.SUCCEEDED and execution.attempts == 2
-    assert gateway.charge_calls == 2  # the second call was answered from the idempotency key
+    assert gateway.charge_calls == 1  # the second attempt found the charge by asking the PSP first
+    assert gateway.find_calls == 1
     assert len(gateway.charges_for(order.payment_order_id)) == 1
     assert await _events(engine, order) == ["payment.order.succeeded"]
 
@@ -280,6 +285,112 @@ async def test_a_stale_claim_with_no_budget_left_is_parked(engine: AsyncEngine, 
     [released] = await worker.release_stale_claims()
     assert released.status is ExecutionStatus.UNKNOWN
     assert released.failure_code == "stale_claim"
+
+
+async def test_a_retry_after_the_psp_forgot_the_key_finds_the_charge_instead_of_charging_again(
+    engine: AsyncEngine, gateway: FakePaymentGateway
+) -> None:
+    order = _order()
+    await _accept(engine, order)
+    worker = _worker(engine, gateway)
+    gateway.fail_next(PspOutcomeUnknown("read timeout"), after_charge=True)
+    await worker.run_once(10)
+    gateway.forget_idempotency_keys()  # a create under the same key would now charge again
+    await _make_due(engine, order)
+    await worker.run_once(10)
+    execution = await _get(engine, order)
+    assert execution.status is ExecutionStatus.SUCCEEDED
+    assert (gateway.charge_calls, gateway.find_calls) == (1, 1)  # searched, found, created nothing
+    assert len(gateway.charges_for(order.payment_order_id)) == 1
+    assert execution.psp_reference == gateway.charges_for(order.payment_order_id)[0].psp_reference
+
+
+async def test_a_retry_of_an_order_the_psp_has_no_record_of_charges_it_under_the_same_key(
+    engine: AsyncEngine, gateway: FakePaymentGateway
+) -> None:
+    order = _order()
+    await _accept(engine, order)
+    worker = _worker(engine, gateway)
+    gateway.fail_next(PspOutcomeUnknown("connection reset"))  # before the PSP did anything
+    await worker.run_once(10)
+    await _make_due(engine, order)
+    await worker.run_once(10)
+    assert (await _get(engine, order)).status is ExecutionStatus.SUCCEEDED
+    assert (gateway.charge_calls, gateway.find_calls) == (2, 1)
+    assert len(gateway.charges_for(order.payment_order_id)) == 1
+
+
+async def test_a_restarted_worker_frees_its_predecessors_claims_at_once_and_no_one_elses(
+    engine: AsyncEngine, gateway: FakePaymentGateway
+) -> None:
+    mine, theirs = _order(), _order()
+    await _accept(engine, mine)
+    await _worker(engine, gateway, "executor-0").claim(10)  # then the process is killed
+    await _accept(engine, theirs)
+    await _worker(engine, gateway, "executor-1").claim(10)  # alive
+    restarted = _worker(engine, gateway, "executor-0")
+    assert await restarted.release_stale_claims() == []  # not stale yet, and not asked for
+    released = await restarted.release_stale_claims(including_earlier_runs=True)
+    assert [(e.order.payment_order_id, e.status) for e in released] == [
+        (mine.payment_order_id, ExecutionStatus.NOT_STARTED)
+    ]
+    assert (await _get(engine, theirs)).status is ExecutionStatus.EXECUTING
+    await restarted.run_once(10)
+    assert (await _get(engine, mine)).status is ExecutionStatus.SUCCEEDED
+
+
+async def _age_updates(engine: AsyncEngine, order: ChargeOrder, seconds: int) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE executions SET updated_at = updated_at - make_interval(secs => :s) "
+                "WHERE payment_order_id = CAST(:id AS uuid)"
+            ),
+            {"s": seconds, "id": order.payment_order_id},
+        )
+
+
+async def test_recovery_completes_a_parked_execution_from_the_psps_record(
+    engine: AsyncEngine, gateway: FakePaymentGateway
+) -> None:
+    order = _order()
+    await _accept(engine, order)
+    worker = _worker(engine, gateway, budget=1)
+    gateway.fail_next(PspOutcomeUnknown("read timeout"), after_charge=True)
+    await worker.run_once(10)
+    assert (await _get(engine, order)).status is ExecutionStatus.UNKNOWN
+    gateway.forget_idempotency_keys()
+    assert await worker.recover_unknown() == []  # not parked long enough yet
+    await _age_updates(engine, order, seconds=31)
+    [requeued] = await worker.recover_unknown()
+    assert requeued.status is ExecutionStatus.NOT_STARTED
+    await worker.run_once(10)
+    assert (await _get(engine, order)).status is ExecutionStatus.SUCCEEDED
+    assert len(gateway.charges_for(order.payment_order_id)) == 1
+    assert gateway.charge_calls == 1
+    assert await _events(engine, order) == ["payment.order.succeeded"]
+
+
+async def test_recovery_leaves_rejected_requests_and_gives_up_after_its_limit(
+    engine: AsyncEngine, gateway: FakePaymentGateway
+) -> None:
+    rejected, unreachable = _order(), _order()
+    worker = _worker(engine, gateway, budget=1, max_recoveries=2)
+    await _accept(engine, rejected)
+    gateway.fail_next(PspRequestRejected("no such payment method"))
+    await worker.run_once(10)
+    await _accept(engine, unreachable)
+    for _ in range(3):  # the PSP stays unreachable through every recovery
+        gateway.fail_next(PspOutcomeUnknown("connection refused"))
+        await worker.run_once(10)
+        await _age_updates(engine, rejected, seconds=31)
+        await _age_updates(engine, unreachable, seconds=31)
+        await worker.recover_unknown()
+    assert (await _get(engine, rejected)).failure_code == "psp_request_rejected"
+    parked = await _get(engine, unreachable)
+    assert parked.status is ExecutionStatus.UNKNOWN  # an operator's RetryExecution is what is left
+    assert parked.attempts == 3  # the first attempt and one per recovery
+    assert gateway.charges == []
 
 
 class CountingGateway:

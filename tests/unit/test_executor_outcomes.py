@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.executor.domain import ExecutionStatus
+from services.executor.domain import OUTCOME_UNKNOWN, REQUEST_REJECTED, ExecutionStatus
 from services.executor.psp_port import ChargeResult, PspOutcomeUnknown, PspRequestRejected
 from services.executor.retry_policy import RetryPolicy
-from services.executor.service.outcomes import OUTCOME_UNKNOWN, REQUEST_REJECTED, decide
+from services.executor.service.outcomes import decide
 
 POLICY = RetryPolicy(budget=3, base_ms=100, max_ms=1000)
 

@@ -34,6 +34,8 @@ class FakeWorker:
         self.recorded: list[str] = []
         self.claim_failures = 0
         self.sweeps = 0
+        self.recoveries = 0
+        self.released_earlier_runs: list[bool] = []
 
     async def claim(self, limit: int) -> list[Claim]:
         if self.claim_failures:
@@ -58,8 +60,13 @@ class FakeWorker:
             Execution(a.claim.order, ExecutionStatus.SUCCEEDED, 1, "pi_x", "", "", datetime.now(UTC)) for a in attempts
         ]
 
-    async def release_stale_claims(self) -> list[Execution]:
+    async def release_stale_claims(self, *, including_earlier_runs: bool = False) -> list[Execution]:
         self.sweeps += 1
+        self.released_earlier_runs.append(including_earlier_runs)
+        return []
+
+    async def recover_unknown(self) -> list[Execution]:
+        self.recoveries += 1
         return []
 
 
@@ -118,3 +125,15 @@ async def test_a_database_outage_is_waited_out() -> None:
     loop.stop()
     await asyncio.wait_for(task, 5)
     assert worker.claim_failures == 0
+
+
+async def test_only_the_first_sweep_of_a_run_frees_an_earlier_runs_claims_and_every_sweep_recovers() -> None:
+    worker = FakeWorker()
+    loop = WorkerLoop(worker, concurrency=4, claim_batch_size=10, poll_interval_s=0.01, sweep_interval_s=0.02)
+    task = asyncio.create_task(loop.run())
+    await _until(lambda: worker.sweeps >= 3)
+    loop.stop()
+    await asyncio.wait_for(task, 5)
+    assert worker.released_earlier_runs[0] is True
+    assert not any(worker.released_earlier_runs[1:])  # later sweeps must not free this run's own claims
+    assert worker.recoveries == worker.sweeps

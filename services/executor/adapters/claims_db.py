@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.executor.adapters.db import COLUMNS, execution_of, order_of
-from services.executor.domain import ChargeOrder, Execution, Outcome
+from services.executor.domain import REQUEST_REJECTED, ChargeOrder, Execution, Outcome
 
 # The locking subqueries below are MATERIALIZED CTEs so that they run exactly once. Written inline
 # (`FROM (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`), PostgreSQL may put the subquery on the inner
@@ -91,24 +91,66 @@ async def record_outcomes(
 
 
 async def release_stale(
-    connection: AsyncConnection, *, stale_claim_s: int, retry_budget: int, limit: int
+    connection: AsyncConnection,
+    *,
+    stale_claim_s: int,
+    retry_budget: int,
+    limit: int,
+    earlier_run_of: str | None = None,
 ) -> list[Execution]:
     """Claims older than `stale_claim_s` (their worker died or hung mid-call) go back to NOT_STARTED,
     due now, to be retried with the same idempotency key; or to UNKNOWN once the budget is used up,
-    so that an order that kills its worker cannot loop forever."""
+    so that an order that kills its worker cannot loop forever.
+
+    `earlier_run_of` also releases every claim of that worker id at once, whatever its age: a worker
+    starting under a stable id (a replica's name) knows that claims under its id are a dead
+    predecessor's, so recovery after a crash need not wait for the deadline.
+    """
     result = await connection.execute(
         text(
             "WITH stale AS MATERIALIZED (SELECT payment_order_id FROM executions "
-            "  WHERE status = 'EXECUTING' AND claimed_at < now() - make_interval(secs => :stale_claim_s) "
+            "  WHERE status = 'EXECUTING' AND (claimed_at < now() - make_interval(secs => :stale_claim_s) "
+            "    OR claimed_by = :earlier_run_of) "
             "  ORDER BY claimed_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
             "UPDATE executions e SET "
             "status = CASE WHEN e.budgeted_attempts >= :budget THEN 'UNKNOWN' ELSE 'NOT_STARTED' END, "
             "failure_code = 'stale_claim', "
-            "failure_message = 'claim by ' || e.claimed_by || ' expired before its outcome was recorded', "
+            "failure_message = 'claim by ' || e.claimed_by || ' ended before its outcome was recorded', "
             "claimed_by = NULL, claimed_at = NULL, next_attempt_at = now(), updated_at = now() "
             "FROM stale WHERE e.payment_order_id = stale.payment_order_id AND e.status = 'EXECUTING' "
             f"RETURNING {_QUALIFIED_COLUMNS}"
         ),
-        {"stale_claim_s": stale_claim_s, "budget": retry_budget, "limit": limit},
+        {"stale_claim_s": stale_claim_s, "budget": retry_budget, "limit": limit, "earlier_run_of": earlier_run_of},
+    )
+    return [execution_of(row) for row in result]
+
+
+async def requeue_for_recovery(
+    connection: AsyncConnection, *, unknown_for_s: int, max_recoveries: int, limit: int
+) -> list[Execution]:
+    """UNKNOWN for `unknown_for_s` → NOT_STARTED with a fresh budget, at most `max_recoveries` times.
+
+    The next attempt asks the PSP first (any attempt after the first does): it completes the
+    execution from the PSP's record of the order if there is one, and only creates a charge, under
+    the same idempotency key, if the PSP has none. Requests the PSP rejected are left to an operator:
+    sending them again would be rejected again.
+    """
+    result = await connection.execute(
+        text(
+            "WITH due AS MATERIALIZED (SELECT payment_order_id FROM executions "
+            "  WHERE status = 'UNKNOWN' AND failure_code <> :rejected AND recoveries < :max_recoveries "
+            "  AND updated_at < now() - make_interval(secs => :unknown_for_s) "
+            "  ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
+            "UPDATE executions e SET status = 'NOT_STARTED', budgeted_attempts = 0, "
+            "recoveries = e.recoveries + 1, next_attempt_at = now(), updated_at = now() "
+            "FROM due WHERE e.payment_order_id = due.payment_order_id AND e.status = 'UNKNOWN' "
+            f"RETURNING {_QUALIFIED_COLUMNS}"
+        ),
+        {
+            "rejected": REQUEST_REJECTED,
+            "max_recoveries": max_recoveries,
+            "unknown_for_s": unknown_for_s,
+            "limit": limit,
+        },
     )
     return [execution_of(row) for row in result]

@@ -22,8 +22,6 @@ from services.executor.service.admin import ExecutorAdmin
 from services.executor.service.worker import ExecutionWorker, WorkerConfig
 
 SERVICE = "executor"
-# Beyond the adapter's own HTTP timeout: connection setup and response parsing.
-_CHARGE_DEADLINE_MARGIN_S = 5.0
 
 
 def build_worker(platform: Platform, settings: ExecutorSettings, gateway: PaymentGateway) -> ExecutionWorker:
@@ -31,7 +29,9 @@ def build_worker(platform: Platform, settings: ExecutorSettings, gateway: Paymen
         worker_id=settings.worker_id,
         policy=RetryPolicy(settings.retry_budget, settings.retry_base_ms, settings.retry_max_ms),
         stale_claim_s=settings.stale_claim_s,
-        charge_deadline_s=settings.psp_timeout_s + _CHARGE_DEADLINE_MARGIN_S,
+        call_deadline_s=settings.call_deadline_s,
+        recovery_after_s=settings.recovery_after_s,
+        max_recoveries=settings.max_recoveries,
     )
     return ExecutionWorker(platform.engine, gateway, config, on_events=platform.relay.wake)
 

@@ -36,7 +36,9 @@ class Worker(Protocol):
 
     async def record(self, attempts: Sequence[Attempt]) -> list[Execution]: ...
 
-    async def release_stale_claims(self) -> list[Execution]: ...
+    async def release_stale_claims(self, *, including_earlier_runs: bool = False) -> list[Execution]: ...
+
+    async def recover_unknown(self) -> list[Execution]: ...
 
 
 class WorkerLoop:
@@ -82,11 +84,15 @@ class WorkerLoop:
         loop = asyncio.get_running_loop()
         next_sweep_at = loop.time()
         error_backoff_s = 0.1
+        first_sweep = True
         while not self._stopping.is_set():
             self._wakeup.clear()
             try:
                 if loop.time() >= next_sweep_at:
-                    await self._worker.release_stale_claims()
+                    # The first sweep of a run also frees what an earlier run under this id held.
+                    await self._worker.release_stale_claims(including_earlier_runs=first_sweep)
+                    await self._worker.recover_unknown()
+                    first_sweep = False
                     next_sweep_at = loop.time() + self._sweep_interval_s
                 claimed_all_asked = await self._claim()
                 await self._record_finished()

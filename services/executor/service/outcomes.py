@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from services.executor.domain import ExecutionStatus, Outcome
+from services.executor.domain import OUTCOME_UNKNOWN, REQUEST_REJECTED, ExecutionStatus, Outcome
 from services.executor.psp_port import ChargeResult, PspOutcomeUnknown, PspRequestRejected
 from services.executor.retry_policy import Jitter, RetryPolicy, full_jitter
 
-OUTCOME_UNKNOWN = "psp_outcome_unknown"
-REQUEST_REJECTED = "psp_request_rejected"
 MESSAGE_MAX_LENGTH = 1000
 
 

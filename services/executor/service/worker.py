@@ -2,8 +2,12 @@
 
 Every step is its own transaction, and the PSP is only called between committed states:
 claim (NOT_STARTED → EXECUTING, committed) → PSP call → outcome + outbox event (committed).
-A crash between the two leaves a claim that goes stale and is released for a retry with the same
-idempotency key, which the PSP answers with the original result instead of charging again.
+A crash between the two leaves a claim that is released (at once by the worker's next run under the
+same id, else when it goes stale) for another attempt. Every attempt after the first asks the PSP
+for its record of the order before it creates anything: the idempotency key protects a retry only
+while the PSP remembers it (24 hours at Stripe), and an attempt can come later than that (an
+operator's retry, recovery of a parked execution). The create that may follow still carries the
+same key, so an attempt racing an earlier one in flight gets the first one's answer, not a charge.
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import outbox
+from services.common.crash_points import (
+    EXECUTOR_AFTER_OUTCOME_COMMIT,
+    EXECUTOR_AFTER_PSP_RESPONSE,
+    EXECUTOR_BEFORE_PSP_CALL,
+    crash_point,
+)
 from services.common.logs import payment_order_context
 from services.common.tracing import continue_trace
 from services.executor.adapters import claims_db
@@ -34,9 +44,12 @@ class WorkerConfig:
     worker_id: str
     policy: RetryPolicy
     stale_claim_s: int
-    # A ceiling on one gateway call on top of the adapter's own HTTP timeout, so that no call can
-    # outlive its claim.
-    charge_deadline_s: float
+    # A ceiling on one gateway call on top of the adapter's own HTTP timeout; an attempt makes at
+    # most two calls (search, create), and both together stay inside the stale-claim deadline.
+    call_deadline_s: float
+    # UNKNOWN executions are queued again after this long, at most `max_recoveries` times.
+    recovery_after_s: int = 60
+    max_recoveries: int = 5
     sweep_batch_size: int = 500
 
 
@@ -71,24 +84,14 @@ class ExecutionWorker:
             return await claims_db.claim_due(connection, worker_id=self._config.worker_id, limit=limit)
 
     async def charge(self, claim: Claim) -> Attempt:
-        """Calls the PSP once for a claimed execution. Never raises: every answer becomes an outcome."""
+        """Makes one attempt for a claimed execution. Never raises: every answer becomes an outcome."""
         order = claim.order
         continue_trace(order.traceparent)
         with payment_order_context(order.payment_order_id):
+            crash_point(EXECUTOR_BEFORE_PSP_CALL)
             answer: ChargeResult | BaseException
             try:
-                async with asyncio.timeout(self._config.charge_deadline_s):
-                    answer = await self._gateway.charge(
-                        ChargeRequest(
-                            payment_order_id=order.payment_order_id,
-                            amount_minor=order.amount_minor,
-                            currency=order.currency,
-                            payment_method_token=order.payment_method_token,
-                            payment_id=order.payment_id,
-                            seller_id=order.seller_id,
-                            buyer_id=order.buyer_id,
-                        )
-                    )
+                answer = await self._ask_psp(claim)
             except (PspError, TimeoutError) as error:
                 answer = error
             except Exception as error:
@@ -96,6 +99,7 @@ class ExecutionWorker:
                 # (the charge may have happened), retried within the budget and then parked.
                 log.exception("unexpected error from the payment gateway")
                 answer = error
+            crash_point(EXECUTOR_AFTER_PSP_RESPONSE)
             outcome = decide(answer, attempts=claim.budgeted_attempts, policy=self._config.policy, jitter=self._jitter)
             log.log(
                 logging.INFO if outcome.publishes_event else logging.WARNING,
@@ -106,6 +110,27 @@ class ExecutionWorker:
                 extra={"psp_reference": outcome.psp_reference, "retry_delay_ms": outcome.retry_delay_ms},
             )
             return Attempt(claim, outcome)
+
+    async def _ask_psp(self, claim: Claim) -> ChargeResult:
+        order = claim.order
+        if claim.attempts > 1:
+            async with asyncio.timeout(self._config.call_deadline_s):
+                found = await self._gateway.find_charge(order.payment_order_id)
+            if found is not None:
+                log.info("attempt %d: the PSP already has this order's charge", claim.attempts)
+                return found
+        async with asyncio.timeout(self._config.call_deadline_s):
+            return await self._gateway.charge(
+                ChargeRequest(
+                    payment_order_id=order.payment_order_id,
+                    amount_minor=order.amount_minor,
+                    currency=order.currency,
+                    payment_method_token=order.payment_method_token,
+                    payment_id=order.payment_id,
+                    seller_id=order.seller_id,
+                    buyer_id=order.buyer_id,
+                )
+            )
 
     async def record(self, attempts: Sequence[Attempt]) -> list[Execution]:
         """Records outcomes and their events in one transaction, for the claims still held."""
@@ -119,6 +144,7 @@ class ExecutionWorker:
             )
             events = [outcome_event(execution) for execution in recorded if execution.status.is_final]
             await outbox.append(connection, events)
+        crash_point(EXECUTOR_AFTER_OUTCOME_COMMIT)
         if events:
             self._on_events()
         recorded_ids = {execution.order.payment_order_id for execution in recorded}
@@ -131,18 +157,35 @@ class ExecutionWorker:
                     )
         return recorded
 
-    async def release_stale_claims(self) -> list[Execution]:
+    async def release_stale_claims(self, *, including_earlier_runs: bool = False) -> list[Execution]:
+        """Releases stale claims; with `including_earlier_runs`, also all claims under this worker's id,
+        which at start can only be a crashed predecessor's."""
         async with self._engine.begin() as connection:
             released = await claims_db.release_stale(
                 connection,
                 stale_claim_s=self._config.stale_claim_s,
                 retry_budget=self._config.policy.budget,
                 limit=self._config.sweep_batch_size,
+                earlier_run_of=self._config.worker_id if including_earlier_runs else None,
             )
         for execution in released:
             with payment_order_context(execution.order.payment_order_id):
-                log.warning("released a stale claim; now %s", execution.status)
+                log.warning("released a claim that ended without an outcome; now %s", execution.status)
         return released
+
+    async def recover_unknown(self) -> list[Execution]:
+        """Queues UNKNOWN executions again, to be completed from the PSP's record of them."""
+        async with self._engine.begin() as connection:
+            requeued = await claims_db.requeue_for_recovery(
+                connection,
+                unknown_for_s=self._config.recovery_after_s,
+                max_recoveries=self._config.max_recoveries,
+                limit=self._config.sweep_batch_size,
+            )
+        for execution in requeued:
+            with payment_order_context(execution.order.payment_order_id):
+                log.warning("recovery: asking the PSP again about an UNKNOWN execution (%s)", execution.failure_code)
+        return requeued
 
     async def run_once(self, limit: int) -> list[Execution]:
         """Claims up to `limit` due executions, charges them concurrently, records the outcomes."""

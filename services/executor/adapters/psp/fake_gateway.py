@@ -54,6 +54,7 @@ class FakePaymentGateway(PaymentGateway):
     def __init__(self) -> None:
         self.charges: list[FakeCharge] = []
         self.charge_calls = 0
+        self.find_calls = 0
         self.closed = False
         self._declines = dict(DEFAULT_DECLINES)
         self._remembered: dict[str, _Attempt] = {}  # by idempotency key, like the PSP's key store
@@ -111,6 +112,7 @@ class FakePaymentGateway(PaymentGateway):
         return result
 
     async def find_charge(self, payment_order_id: str) -> ChargeResult | None:
+        self.find_calls += 1
         attempts = self._attempts.get(payment_order_id, [])
         succeeded = [attempt.result for attempt in attempts if attempt.result.succeeded]
         if succeeded:
