@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -22,7 +21,6 @@ from services.common.migrations import upgrade
 
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 20.0
-_PR_SET_PDEATHSIG = 1
 
 
 class StackError(RuntimeError):
@@ -48,6 +46,7 @@ class Stack:
     endpoints: Endpoints
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     owns_infra: bool = True
+    environments: dict[str, dict[str, str]] = field(default_factory=dict)  # each service's, for restarts
 
     def log_path(self, name: str) -> Path:
         return self.data_dir / "logs" / f"{name}.log"
@@ -71,6 +70,24 @@ class Stack:
     def exited(self) -> dict[str, int]:
         """Processes that have ended unexpectedly, with their exit codes."""
         return {name: code for name, p in self.processes.items() if (code := p.poll()) is not None}
+
+    def kill(self, name: str) -> int:
+        """SIGKILL, as the OOM killer or a power cut would; returns the exit code (-9)."""
+        process = self.processes[name]
+        if process.poll() is None:
+            process.kill()
+        return process.wait()
+
+    def respawn(self, name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Starts a service whose process has ended, with its environment plus `extra_env`."""
+        if self.processes[name].poll() is None:
+            raise StackError(f"{name} is still running; kill it first")
+        process = _spawn(self, name, [f"services.{name}"], {**self.environments[name], **(extra_env or {})})
+        self.processes[name] = process
+        return process
+
+    def wait_until_serving(self, name: str) -> None:
+        _wait_until_serving(self, name, self.endpoints.grpc[name])
 
     def tail(self, name: str, lines: int = 20) -> str:
         path = self.log_path(name)
@@ -116,12 +133,16 @@ def start_stack(
         sandbox_dir = data_dir / "psp_sandbox"
         stack.processes["psp_sandbox"] = _spawn(
             stack, "psp_sandbox",
-            ["-m", "psp_sandbox", "--port", str(sandbox_port), "--data-dir", str(sandbox_dir)], base_env,
+            ["psp_sandbox", "--port", str(sandbox_port), "--data-dir", str(sandbox_dir)], base_env,
         )  # fmt: skip
         _wait_for_port(stack, "psp_sandbox", sandbox_port)
         for service in SERVICES:
             env = {**base_env, "SETTLE_GRPC_PORT": str(ports[service])}
-            stack.processes[service] = _spawn(stack, service, ["-m", f"services.{service}"], env)
+            if service == "executor":
+                # A stable id lets a restarted executor free its crashed predecessor's claims at once.
+                env = {"SETTLE_WORKER_ID": "executor-0", **env}
+            stack.environments[service] = env
+            stack.processes[service] = _spawn(stack, service, [f"services.{service}"], env)
         for service in SERVICES:
             _wait_until_serving(stack, service, endpoints.grpc[service])
         endpoints.pids = {name: process.pid for name, process in stack.processes.items()}
@@ -132,22 +153,16 @@ def start_stack(
     return stack
 
 
-def _terminate_with_parent() -> None:
-    """Runs in the child before exec: if `settle up` dies (even by SIGKILL), the child gets SIGTERM."""
-    if sys.platform == "linux":
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _spawn(stack: Stack, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(stack: Stack, name: str, module_and_args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Runs `python -m MODULE ARGS` through services.cli.child, so that it dies with this process."""
     log = stack.log_path(name).open("ab")
     # A new session: Ctrl-C reaches `settle up` only, which then stops the children in order.
     return subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-        [sys.executable, *args],
+        [sys.executable, "-m", "services.cli.child", str(os.getpid()), *module_and_args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_terminate_with_parent,  # noqa: PLW1509 - only prctl, no locks or allocation-heavy work
     )
 
 
