@@ -238,6 +238,10 @@ async def test_a_declined_card_fails_the_order_without_a_charge(
         ("http_429", {"retry_after_s": 1}, 2),
         # The PSP charges, then answers after the client gave up: the retry must not charge again.
         ("timeout_after_charge", {"latency_ms": 2500}, 2),
+        # The PSP charges and the connection drops before the answer: the retry finds the charge.
+        ("drop_response", {}, 2),
+        # Another request with the key is still in flight at the PSP: the outcome is unknown.
+        ("http_409_in_flight", {}, 2),
     ],
 )
 async def test_a_psp_fault_is_retried_with_the_same_key_and_charges_once(
@@ -261,6 +265,40 @@ async def test_a_psp_fault_is_retried_with_the_same_key_and_charges_once(
     execution = await _execution(executor, order_id)
     assert execution.status == executor_pb2.EXECUTION_STATUS_SUCCEEDED
     assert execution.attempts >= min_attempts
+
+
+async def _sandbox_post(sandbox: RunningSandbox, path: str, body: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as session, session.post(f"{sandbox.url}{path}", json=body) as response:
+        response.raise_for_status()
+
+
+async def test_after_the_psp_forgot_the_key_a_retry_finds_the_charge_by_searching_and_charges_nothing(
+    executor: executor_pb2_grpc.ExecutorServiceStub,
+    producer: AIOKafkaProducer,
+    sandbox: RunningSandbox,
+    tap: EventTap,
+) -> None:
+    order_id = str(uuid.uuid4())
+    # The PSP charges but the answer is lost, and the PSP keeps failing every search after it until
+    # the retry budget is spent: the execution is parked with the charge made and unknown to us.
+    await _fault(sandbox, order_id, "drop_response", count=1)
+    await _add_fault(sandbox, {"fault": "http_500", "count": 5, "match": {"path_prefix": "/v1/payment_intents/search"}})
+    await _publish(producer, _request(order_id))
+    parked = await _until_status(executor, order_id, executor_pb2.EXECUTION_STATUS_UNKNOWN)
+    assert parked.attempts == 6
+    assert len(await _charges(sandbox, order_id)) == 1
+    # Then the PSP's key retention passes: a create under the same key would now charge again.
+    await _sandbox_post(sandbox, "/_sandbox/config", {"idempotency_retention_s": 1})
+    await _sandbox_post(sandbox, "/_sandbox/clock", {"advance_s": 5})
+    try:
+        await executor.RetryExecution(executor_pb2.RetryExecutionRequest(payment_order_id=order_id), metadata=ADMIN)
+        record = await tap.wait_for(PAYMENT_ORDER_SUCCEEDED, order_id)
+    finally:
+        await _sandbox_post(sandbox, "/_sandbox/config", {"idempotency_retention_s": 24 * 3600})
+    charges = await _charges(sandbox, order_id)
+    assert len(charges) == 1  # found by the order id in metadata, not charged again
+    assert _succeeded(record).psp_reference == charges[0]["payment_intent_id"]
+    assert (await _execution(executor, order_id)).attempts == 7
 
 
 async def test_a_request_delivered_twice_is_one_execution_and_one_charge(
