@@ -48,6 +48,11 @@ class DemoReport:
     seller_balances: list[dict[str, object]] = field(default_factory=list)
     trial_balance: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
+    audit: dict[str, object] = field(default_factory=dict)  # `settle audit --json` of the whole system
+
+    @property
+    def ok(self) -> bool:
+        return self.invariants_ok and self.orders_not_terminal == 0 and self.audit.get("ok") is True
 
 
 async def bounded(limit: int, items: Sequence[T], call: Callable[[T], Awaitable[R]]) -> list[R]:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import grpc
 
+from services.cli import audit, dlq
+from services.cli.chaos import CHAOS_ENV, ChaosDriver, ChaosReport, sweep
 from services.cli.demo import DemoReport, run_demo
 from services.cli.endpoints import SERVICES, Endpoints, default_data_dir
 from services.cli.stack import Stack, StackError, start_stack
@@ -73,7 +75,10 @@ def cmd_up(options: argparse.Namespace) -> int:
 
 
 async def _demo_against(endpoints: Endpoints, options: argparse.Namespace) -> DemoReport:
-    return await run_demo(endpoints, options.checkouts, timeout_s=options.timeout)
+    report = await run_demo(endpoints, options.checkouts, timeout_s=options.timeout)
+    await audit.wait_until_quiet(endpoints.database_url, timeout_s=options.timeout)
+    report.audit = (await audit.run_audit(endpoints.database_url, endpoints.psp_sandbox_url)).to_json()
+    return report
 
 
 def _running(data_dir: Path) -> Endpoints | None:
@@ -89,6 +94,8 @@ def _running(data_dir: Path) -> Endpoints | None:
 
 
 def cmd_demo(options: argparse.Namespace) -> int:
+    if options.chaos:
+        return _chaos_demo(options)
     endpoints = _running(options.data_dir)
     stack: Stack | None = None
     if endpoints is None:
@@ -102,7 +109,41 @@ def cmd_demo(options: argparse.Namespace) -> int:
         if stack:
             stack.stop()
     print(json.dumps(asdict(report), indent=None if options.json else 2) if options.json else _render(report))
-    return 0 if report.invariants_ok and report.orders_not_terminal == 0 else 1
+    return 0 if report.ok else 1
+
+
+def _chaos_demo(options: argparse.Namespace) -> int:
+    """Always on a Settle of its own: it kills and restarts processes, which it can only do to its children."""
+    data_dir = Path(tempfile.mkdtemp(prefix="settle-chaos-"))
+    seed = options.seed if options.seed is not None else int.from_bytes(os.urandom(4), "big")
+    if not options.json:
+        print(f"chaos demo (seed {seed}) on a fresh Settle in {data_dir}...", file=sys.stderr, flush=True)
+    stack = start_stack(data_dir, fixed_ports=False, extra_env=CHAOS_ENV)
+    try:
+        driver = ChaosDriver(stack, seed, settle_timeout_s=options.timeout)
+        report = asyncio.run(driver.run(sweep(options.kills_per_point), options.random_kills))
+    finally:
+        stack.stop()
+    print(json.dumps(report.to_json()) if options.json else _render_chaos(report))
+    return 0 if report.ok else 1
+
+
+def _render_chaos(report: ChaosReport) -> str:
+    recovery = report.to_json()["recovery"]
+    lines = [
+        f"seed {report.seed}: {report.kills} kills in {report.duration_s} s, {report.checkouts} checkouts, "
+        f"{report.psp_faults} PSP faults injected",
+        *(f"  {point:<32} {count} kills" for point, count in sorted(report.kills_by_point.items())),
+        *(
+            f"  random kill of {service:<16} {count}"
+            for service, count in sorted(report.random_kills_by_service.items())
+        ),
+        *(f"  never reached: {unreached}" for unreached in report.unreached),
+        f"recovery after executor kills (kill → terminal): {recovery}",
+        f"settled: {'yes' if report.quiet else 'NO'}",
+        audit.render(report.audit) if report.audit else "audit: not run",
+    ]
+    return "\n".join(lines)
 
 
 def _render(report: DemoReport) -> str:
@@ -121,6 +162,7 @@ def _render(report: DemoReport) -> str:
         f"trial balance per currency: {report.trial_balance} -> {'zero' if report.trial_balance_zero else 'NOT ZERO'}",
         f"invariants: {'OK' if report.invariants_ok else 'BROKEN'}",
         *(f"  - {v}" for v in report.violations[:50]),
+        f"audit: {'OK' if report.audit.get('ok') else 'BROKEN'} {report.audit.get('breaches', {})}",
     ]
     return "\n".join(lines)
 
@@ -165,7 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print one JSON object")
     demo.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for terminal states")
     demo.add_argument("--fresh", action="store_true", help="self-start on a temporary data directory")
+    demo.add_argument(
+        "--chaos", action="store_true", help="kill and restart services at crash points and at random, then audit"
+    )
+    demo.add_argument("--seed", type=int, default=None, help="--chaos: replay this kill schedule")
+    demo.add_argument("--kills-per-point", type=int, default=3, help="--chaos: kills at each crash point")
+    demo.add_argument("--random-kills", type=int, default=20, help="--chaos: kills at random moments")
     demo.set_defaults(handler=cmd_demo)
+    audit.add_parser(commands, [data_dir])
+    dlq.add_parser(commands, [data_dir])
     migrate = commands.add_parser("migrate", help="apply migrations to SETTLE_DATABASE_URL")
     migrate.add_argument("services", nargs="*", help=f"any of {', '.join(SERVICES)} (default: all)")
     migrate.set_defaults(handler=cmd_migrate)

@@ -1,4 +1,4 @@
-"""The whole system as separate processes (the same stack `settle up` runs) on the session's infrastructure."""
+"""The whole system as separate processes (the same stack `settle up` runs) on infrastructure of its own."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from services.cli.stack import Stack, start_stack
-from services.common.infra import Infrastructure
 
 
-# Package scope: the stack's consumers must be gone before other tests use the same consumer groups.
+# Its own databases and broker, not the session's: `settle demo` audits whole databases, which must
+# not hold the deliberately broken records of integration tests.
 @pytest.fixture(scope="package")
-def stack(migrated: Infrastructure) -> Iterator[Stack]:
+def stack() -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="settle-e2e-") as data_dir:
-        running = start_stack(Path(data_dir), infra=migrated, fixed_ports=False)
+        running = start_stack(Path(data_dir), fixed_ports=False)
         try:
             yield running
         finally:

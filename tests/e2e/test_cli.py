@@ -38,6 +38,8 @@ def test_demo_prints_one_json_object_and_exits_zero(stack: Stack) -> None:
     assert report["invariants_ok"] is True and report["trial_balance_zero"] is True
     assert report["orders_not_terminal"] == 0
     assert report["psp_charges"] == report["orders_succeeded"] > 0
+    assert report["audit"]["ok"] is True, report["audit"]
+    assert set(report["audit"]["breaches"].values()) == {0}
 
 
 def test_a_bad_configuration_value_stops_a_service_with_the_variable_named() -> None:

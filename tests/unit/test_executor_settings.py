@@ -36,3 +36,8 @@ def test_a_stale_claim_deadline_shorter_than_a_psp_call_is_refused() -> None:
 def test_a_maximum_backoff_below_the_base_is_refused() -> None:
     with pytest.raises(ValidationError, match="retry_max_ms"):
         ExecutorSettings(**REQUIRED, retry_base_ms=500, retry_max_ms=100)  # type: ignore[arg-type]
+
+
+def test_an_unknown_crash_point_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="unknown crash point"):
+        ExecutorSettings(**REQUIRED, crash_points="executor.before_the_call")  # type: ignore[arg-type]
