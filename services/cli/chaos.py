@@ -103,6 +103,8 @@ class ChaosReport:
     checkouts: int = 0
     psp_faults: int = 0
     recovery_ms: list[float] = field(default_factory=list)  # executor kill → terminal, per order in flight
+    # The same, for orders whose recovery no later kill interrupted: the time recovery itself takes.
+    isolated_recovery_ms: list[float] = field(default_factory=list)
     unrecovered: int = 0
     quiet: bool = False
     duration_s: float = 0.0
@@ -116,10 +118,19 @@ class ChaosReport:
     def ok(self) -> bool:
         return self.audit is not None and self.audit.ok and self.quiet and not self.unreached
 
-    def recovery_percentile_ms(self, percentile: int) -> float | None:
-        if len(self.recovery_ms) < 2:
-            return self.recovery_ms[0] if self.recovery_ms else None
-        return round(statistics.quantiles(self.recovery_ms, n=100, method="inclusive")[percentile - 1], 1)
+    @staticmethod
+    def _summary(samples: list[float]) -> dict[str, float | int | None]:
+        def percentile(p: int) -> float | None:
+            if len(samples) < 2:
+                return samples[0] if samples else None
+            return round(statistics.quantiles(samples, n=100, method="inclusive")[p - 1], 1)
+
+        return {
+            "orders": len(samples),
+            "p50_ms": percentile(50),
+            "p99_ms": percentile(99),
+            "max_ms": round(max(samples), 1) if samples else None,
+        }
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -131,13 +142,8 @@ class ChaosReport:
             "unreached": self.unreached,
             "checkouts": self.checkouts,
             "psp_faults": self.psp_faults,
-            "recovery": {
-                "orders": len(self.recovery_ms),
-                "p50_ms": self.recovery_percentile_ms(50),
-                "p99_ms": self.recovery_percentile_ms(99),
-                "max_ms": round(max(self.recovery_ms), 1) if self.recovery_ms else None,
-                "unrecovered": self.unrecovered,
-            },
+            "recovery": {**self._summary(self.recovery_ms), "unrecovered": self.unrecovered},
+            "recovery_without_another_kill": self._summary(self.isolated_recovery_ms),
             "quiet": self.quiet,
             "duration_s": self.duration_s,
             "audit": self.audit.to_json() if self.audit else None,
@@ -153,6 +159,7 @@ class ChaosDriver:
         self._report = ChaosReport(seed)
         self._stop = asyncio.Event()
         self._trackers: list[asyncio.Task[None]] = []
+        self._executor_kills: list[float] = []
         self._executor_db: AsyncEngine = create_engine(
             service_database_url(stack.endpoints.database_url, database_name("executor")), pool_size=2
         )
@@ -239,7 +246,9 @@ class ChaosDriver:
 
     def _on_killed(self, service: str) -> None:
         if service == "executor":
-            self._trackers.append(asyncio.create_task(self._track_recovery(time.monotonic())))
+            killed_at = time.monotonic()
+            self._executor_kills.append(killed_at)
+            self._trackers.append(asyncio.create_task(self._track_recovery(killed_at)))
 
     @staticmethod
     async def _wait_for_exit(process: subprocess.Popen[bytes], timeout_s: float) -> int | None:
@@ -287,6 +296,8 @@ class ChaosDriver:
                 )
             now = time.monotonic()
             self._report.recovery_ms.extend((now - killed_at) * 1000 for _ in final)
+            if not any(killed_at < other <= now for other in self._executor_kills):
+                self._report.isolated_recovery_ms.extend((now - killed_at) * 1000 for _ in final)
             held = [order_id for order_id in held if order_id not in final]
         self._report.unrecovered += len(held)
 

@@ -129,7 +129,7 @@ def _chaos_demo(options: argparse.Namespace) -> int:
 
 
 def _render_chaos(report: ChaosReport) -> str:
-    recovery = report.to_json()["recovery"]
+    figures = report.to_json()
     lines = [
         f"seed {report.seed}: {report.kills} kills in {report.duration_s} s, {report.checkouts} checkouts, "
         f"{report.psp_faults} PSP faults injected",
@@ -139,7 +139,8 @@ def _render_chaos(report: ChaosReport) -> str:
             for service, count in sorted(report.random_kills_by_service.items())
         ),
         *(f"  never reached: {unreached}" for unreached in report.unreached),
-        f"recovery after executor kills (kill → terminal): {recovery}",
+        f"recovery after executor kills (kill → terminal): {figures['recovery']}",
+        f"  when no later kill interrupted it: {figures['recovery_without_another_kill']}",
         f"settled: {'yes' if report.quiet else 'NO'}",
         audit.render(report.audit) if report.audit else "audit: not run",
     ]
