@@ -176,10 +176,11 @@ async def _fault(sandbox: RunningSandbox, order_id: str, fault: str, **options: 
 
 
 async def _add_fault(sandbox: RunningSandbox, body: dict[str, Any]) -> None:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{sandbox.url}/_sandbox/faults", json=body) as response,
-    ):
+    await _sandbox_post(sandbox, "/_sandbox/faults", body)
+
+
+async def _sandbox_post(sandbox: RunningSandbox, path: str, body: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as session, session.post(f"{sandbox.url}{path}", json=body) as response:
         response.raise_for_status()
 
 
@@ -265,11 +266,6 @@ async def test_a_psp_fault_is_retried_with_the_same_key_and_charges_once(
     execution = await _execution(executor, order_id)
     assert execution.status == executor_pb2.EXECUTION_STATUS_SUCCEEDED
     assert execution.attempts >= min_attempts
-
-
-async def _sandbox_post(sandbox: RunningSandbox, path: str, body: dict[str, Any]) -> None:
-    async with aiohttp.ClientSession() as session, session.post(f"{sandbox.url}{path}", json=body) as response:
-        response.raise_for_status()
 
 
 async def test_after_the_psp_forgot_the_key_a_retry_finds_the_charge_by_searching_and_charges_nothing(

@@ -224,16 +224,21 @@ async def test_a_rejected_request_is_parked_for_an_operator(engine: AsyncEngine,
     assert await _events(engine, order) == []
 
 
-async def _age_claims(engine: AsyncEngine, order: ChargeOrder, seconds: int) -> None:
-    """As if the claim had been taken `seconds` ago (a worker that died or hung since)."""
+async def _age(engine: AsyncEngine, order: ChargeOrder, column: str, seconds: int) -> None:
+    """Moves a timestamp `seconds` back: as if the claim had been taken (`claimed_at`) or the
+    execution last changed (`updated_at`) that long ago."""
     async with engine.begin() as connection:
         await connection.execute(
             text(
-                "UPDATE executions SET claimed_at = claimed_at - make_interval(secs => :s) "
+                f"UPDATE executions SET {column} = {column} - make_interval(secs => :s) "
                 "WHERE payment_order_id = CAST(:id AS uuid)"
             ),
             {"s": seconds, "id": order.payment_order_id},
         )
+
+
+async def _age_claims(engine: AsyncEngine, order: ChargeOrder, seconds: int) -> None:
+    await _age(engine, order, "claimed_at", seconds)
 
 
 async def test_a_stale_claim_is_retried_with_the_same_key_and_the_late_outcome_is_refused(
@@ -340,14 +345,7 @@ async def test_a_restarted_worker_frees_its_predecessors_claims_at_once_and_no_o
 
 
 async def _age_updates(engine: AsyncEngine, order: ChargeOrder, seconds: int) -> None:
-    async with engine.begin() as connection:
-        await connection.execute(
-            text(
-                "UPDATE executions SET updated_at = updated_at - make_interval(secs => :s) "
-                "WHERE payment_order_id = CAST(:id AS uuid)"
-            ),
-            {"s": seconds, "id": order.payment_order_id},
-        )
+    await _age(engine, order, "updated_at", seconds)
 
 
 async def test_recovery_completes_a_parked_execution_from_the_psps_record(
