@@ -12,6 +12,9 @@ from settle.events.v1 import events_pb2
 PAYMENT_ORDER_REQUESTED = "payment.order.requested"
 PAYMENT_ORDER_SUCCEEDED = "payment.order.succeeded"
 PAYMENT_ORDER_FAILED = "payment.order.failed"
+PAYMENT_REFUND_REQUESTED = "payment.refund.requested"
+PAYMENT_REFUND_SUCCEEDED = "payment.refund.succeeded"
+PAYMENT_REFUND_FAILED = "payment.refund.failed"
 WALLET_BALANCE_UPDATED = "wallet.balance.updated"
 LEDGER_ENTRY_POSTED = "ledger.entry.posted"
 
@@ -21,6 +24,9 @@ PAYLOAD_TYPES: dict[str, type[Message]] = {
     PAYMENT_ORDER_REQUESTED: events_pb2.PaymentOrderRequested,
     PAYMENT_ORDER_SUCCEEDED: events_pb2.PaymentOrderSucceeded,
     PAYMENT_ORDER_FAILED: events_pb2.PaymentOrderFailed,
+    PAYMENT_REFUND_REQUESTED: events_pb2.RefundRequested,
+    PAYMENT_REFUND_SUCCEEDED: events_pb2.RefundSucceeded,
+    PAYMENT_REFUND_FAILED: events_pb2.RefundFailed,
     WALLET_BALANCE_UPDATED: events_pb2.WalletBalanceUpdated,
     LEDGER_ENTRY_POSTED: events_pb2.LedgerEntryPosted,
 }

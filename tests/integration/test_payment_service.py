@@ -26,6 +26,9 @@ from services.common.events import (
     PAYMENT_ORDER_FAILED,
     PAYMENT_ORDER_REQUESTED,
     PAYMENT_ORDER_SUCCEEDED,
+    PAYMENT_REFUND_FAILED,
+    PAYMENT_REFUND_REQUESTED,
+    PAYMENT_REFUND_SUCCEEDED,
     WALLET_BALANCE_UPDATED,
     dlq_topic,
 )
@@ -466,3 +469,170 @@ async def test_watch_streams_each_change_until_the_payment_is_done(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def _refund_request(
+    order: payment_pb2.PaymentOrder, key: str, amount_minor: int | None = None, currency: str = "USD"
+) -> payment_pb2.RefundPaymentOrderRequest:
+    request = payment_pb2.RefundPaymentOrderRequest(
+        payment_order_id=order.payment_order_id, idempotency_key=key, reason="requested_by_customer"
+    )
+    if amount_minor is not None:
+        request.amount.CopyFrom(Money(amount_minor=amount_minor, currency=currency))
+    return request
+
+
+async def _refund(
+    api: PaymentApi, request: payment_pb2.RefundPaymentOrderRequest
+) -> payment_pb2.RefundPaymentOrderResponse:
+    response: payment_pb2.RefundPaymentOrderResponse = await api.stub.RefundPaymentOrder(request, metadata=CHECKOUT)
+    return response
+
+
+def _refund_outcome(refund: payment_pb2.Refund, *, succeeded: bool) -> Message:
+    if succeeded:
+        return events_pb2.RefundSucceeded(
+            refund_id=refund.refund_id,
+            payment_order_id=refund.payment_order_id,
+            payment_id=refund.payment_id,
+            seller_id=refund.seller_id,
+            amount=refund.amount,
+            psp_reference=f"re_{refund.refund_id[:8]}",
+        )
+    return events_pb2.RefundFailed(
+        refund_id=refund.refund_id,
+        payment_order_id=refund.payment_order_id,
+        payment_id=refund.payment_id,
+        seller_id=refund.seller_id,
+        amount=refund.amount,
+        failure_code="charge_disputed",
+        failure_message="The charge is disputed.",
+    )
+
+
+async def _publish_refund_outcome(producer: AIOKafkaProducer, refund: payment_pb2.Refund, *, succeeded: bool) -> None:
+    topic = PAYMENT_REFUND_SUCCEEDED if succeeded else PAYMENT_REFUND_FAILED
+    await publish(producer, topic, refund.payment_order_id, _refund_outcome(refund, succeeded=succeeded))
+
+
+async def _charged_order(api: PaymentApi, producer: AIOKafkaProducer, unique: str) -> payment_pb2.PaymentOrder:
+    payment = (await api.stub.CreatePayment(create_request(unique, sellers=1), metadata=CHECKOUT)).payment
+    [order] = payment.orders
+    await publish(producer, PAYMENT_ORDER_SUCCEEDED, order.payment_order_id, _succeeded(order, f"pi_{unique}"))
+
+    async def charged() -> bool:
+        return (await _payment(api, payment.payment_id)).orders[0].status == payment_pb2.PAYMENT_ORDER_STATUS_SUCCEEDED
+
+    await eventually(charged, timeout_s=30.0)
+    return order
+
+
+async def _order_status(api: PaymentApi, order: payment_pb2.PaymentOrder) -> int:
+    response = await api.stub.GetPaymentOrder(
+        payment_pb2.GetPaymentOrderRequest(payment_order_id=order.payment_order_id), metadata=CHECKOUT
+    )
+    status: int = response.payment_order.status
+    return status
+
+
+async def test_partial_refunds_up_to_the_charged_amount_then_a_full_refund(
+    api: PaymentApi, producer: AIOKafkaProducer, infra: Infrastructure, unique: str
+) -> None:
+    order = await _charged_order(api, producer, unique)
+    charged = order.amount.amount_minor  # 2 * 1250 + 100
+
+    first = await _refund(api, _refund_request(order, f"r1-{unique}", 1_000))
+    assert first.refund.status == payment_pb2.REFUND_STATUS_REQUESTED and not first.replayed
+    assert (first.refund.amount.amount_minor, first.refund.seller_id) == (1_000, order.seller_id)
+    again = await _refund(api, _refund_request(order, f"r1-{unique}", 1_000))
+    assert again.replayed and again.refund.refund_id == first.refund.refund_id
+    reused = await _failure(api.stub.RefundPaymentOrder(_refund_request(order, f"r1-{unique}", 999), metadata=CHECKOUT))
+    assert reused.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert error_info_reason(reused) == "IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST"
+    too_much = await _failure(
+        api.stub.RefundPaymentOrder(_refund_request(order, f"r2-{unique}", charged - 999), metadata=CHECKOUT)
+    )
+    assert too_much.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info_reason(too_much) == "REFUND_EXCEEDS_REFUNDABLE_AMOUNT"
+    assert f"has {charged - 1_000} USD" in (too_much.details() or "")
+    other_currency = await _failure(
+        api.stub.RefundPaymentOrder(_refund_request(order, f"r3-{unique}", 10, "EUR"), metadata=CHECKOUT)
+    )
+    assert other_currency.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "amount.currency" in field_violations(other_currency)
+
+    requested = await read_until(
+        infra, PAYMENT_REFUND_REQUESTED, lambda records: len(records) >= 1, {order.payment_order_id.encode()}
+    )
+    event = events_pb2.RefundRequested()
+    event.ParseFromString(requested[0].value or b"")
+    assert (event.refund_id, event.charge_psp_reference) == (first.refund.refund_id, f"pi_{unique}")
+    assert len(requested) == 1  # the replay published nothing
+
+    await _publish_refund_outcome(producer, first.refund, succeeded=True)
+
+    async def partially_refunded() -> bool:
+        return await _order_status(api, order) == payment_pb2.PAYMENT_ORDER_STATUS_PARTIALLY_REFUNDED
+
+    await eventually(partially_refunded, timeout_s=30.0)
+
+    # The rest, refused by the PSP: its amount becomes refundable again.
+    rest = await _refund(api, _refund_request(order, f"r4-{unique}"))
+    assert rest.refund.amount.amount_minor == charged - 1_000
+    await _publish_refund_outcome(producer, rest.refund, succeeded=False)
+
+    async def rest_failed() -> bool:
+        response = await api.stub.GetRefund(
+            payment_pb2.GetRefundRequest(refund_id=rest.refund.refund_id), metadata=CHECKOUT
+        )
+        return bool(response.refund.status == payment_pb2.REFUND_STATUS_FAILED)
+
+    await eventually(rest_failed, timeout_s=30.0)
+    assert await _order_status(api, order) == payment_pb2.PAYMENT_ORDER_STATUS_PARTIALLY_REFUNDED
+
+    final = await _refund(api, _refund_request(order, f"r5-{unique}"))
+    assert final.refund.amount.amount_minor == charged - 1_000
+    await _publish_refund_outcome(producer, final.refund, succeeded=True)
+
+    async def refunded() -> bool:
+        return await _order_status(api, order) == payment_pb2.PAYMENT_ORDER_STATUS_REFUNDED
+
+    await eventually(refunded, timeout_s=30.0)
+    nothing_left = await _failure(
+        api.stub.RefundPaymentOrder(_refund_request(order, f"r6-{unique}"), metadata=CHECKOUT)
+    )
+    assert error_info_reason(nothing_left) == "PAYMENT_ORDER_NOT_REFUNDABLE"
+    assert "is REFUNDED" in (nothing_left.details() or "")
+
+
+async def test_refunds_of_orders_not_charged_or_unknown_and_bad_requests_are_refused(
+    api: PaymentApi, unique: str
+) -> None:
+    payment = (await api.stub.CreatePayment(create_request(unique, sellers=1), metadata=CHECKOUT)).payment
+    not_charged = await _failure(
+        api.stub.RefundPaymentOrder(_refund_request(payment.orders[0], f"n1-{unique}"), metadata=CHECKOUT)
+    )
+    assert not_charged.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_info_reason(not_charged) == "PAYMENT_ORDER_NOT_REFUNDABLE"
+    assert "NOT_STARTED" in (not_charged.details() or "")
+
+    unknown = payment_pb2.PaymentOrder(payment_order_id=str(uuid.uuid4()))
+    missing = await _failure(api.stub.RefundPaymentOrder(_refund_request(unknown, f"n2-{unique}"), metadata=CHECKOUT))
+    assert error_info_reason(missing) == "PAYMENT_ORDER_NOT_FOUND"
+
+    bad = payment_pb2.RefundPaymentOrderRequest(
+        payment_order_id="not-a-uuid", amount=Money(amount_minor=-5, currency="usd"), reason="x" * 501
+    )
+    invalid = await _failure(api.stub.RefundPaymentOrder(bad, metadata=CHECKOUT))
+    assert invalid.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(invalid)) >= {
+        "payment_order_id",
+        "idempotency_key",
+        "amount.amount_minor",
+        "amount.currency",
+        "reason",
+    }
+    no_refund = await _failure(
+        api.stub.GetRefund(payment_pb2.GetRefundRequest(refund_id=str(uuid.uuid4())), metadata=CHECKOUT)
+    )
+    assert error_info_reason(no_refund) == "REFUND_NOT_FOUND"

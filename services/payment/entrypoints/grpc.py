@@ -12,25 +12,43 @@ from services.payment.entrypoints.translate import (
     command_from_proto,
     order_to_proto,
     payment_to_proto,
+    refund_command_from_proto,
+    refund_to_proto,
     request_hash,
 )
 from services.payment.service.create import PaymentCreator
 from services.payment.service.queries import PaymentQueries
+from services.payment.service.refund import RefundRequester
 from services.payment.service.watch import watch_payment
 
 SERVICE_NAME = "settle.payment.v1.PaymentService"
 _CHECKOUT_OR_ADMIN = frozenset({"payments", "admin"})
 SCOPES = {
     name: _CHECKOUT_OR_ADMIN
-    for name in ("CreatePayment", "GetPayment", "GetPaymentOrder", "ListPayments", "WatchPayment")
+    for name in (
+        "CreatePayment",
+        "GetPayment",
+        "GetPaymentOrder",
+        "ListPayments",
+        "WatchPayment",
+        "RefundPaymentOrder",
+        "GetRefund",
+    )
 }
 
 
 class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(
-        self, creator: PaymentCreator, queries: PaymentQueries, *, watch_max_s: float, watch_poll_s: float
+        self,
+        creator: PaymentCreator,
+        queries: PaymentQueries,
+        refunds: RefundRequester,
+        *,
+        watch_max_s: float,
+        watch_poll_s: float,
     ) -> None:
         self._creator = creator
+        self._refunds = refunds
         self._queries = queries
         self._watch_max_s = watch_max_s
         self._watch_poll_s = watch_poll_s
@@ -85,3 +103,19 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             self._queries, payment_id, max_duration_s=limit_s, poll_interval_s=self._watch_poll_s
         ):
             yield payment_pb2.WatchPaymentResponse(payment=payment_to_proto(payment))
+
+    async def RefundPaymentOrder(  # noqa: N802 - the name gRPC dispatches to
+        self, request: payment_pb2.RefundPaymentOrderRequest, context: grpc.aio.ServicerContext
+    ) -> payment_pb2.RefundPaymentOrderResponse:
+        """Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/PAYMENT_ORDER_NOT_FOUND,
+        FAILED_PRECONDITION/PAYMENT_ORDER_NOT_REFUNDABLE|REFUND_EXCEEDS_REFUNDABLE_AMOUNT,
+        ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST, UNAUTHENTICATED, PERMISSION_DENIED."""
+        refund, replayed = await self._refunds.request(refund_command_from_proto(request), request_hash(request))
+        return payment_pb2.RefundPaymentOrderResponse(refund=refund_to_proto(refund), replayed=replayed)
+
+    async def GetRefund(  # noqa: N802 - the name gRPC dispatches to
+        self, request: payment_pb2.GetRefundRequest, context: grpc.aio.ServicerContext
+    ) -> payment_pb2.GetRefundResponse:
+        """Errors: INVALID_ARGUMENT/VALIDATION_FAILED (refund_id not a UUID), NOT_FOUND/REFUND_NOT_FOUND."""
+        refund = await self._refunds.get(parse_id("refund_id", request.refund_id))
+        return payment_pb2.GetRefundResponse(refund=refund_to_proto(refund))

@@ -16,6 +16,7 @@ from services.payment.entrypoints.consumer import TOPICS, OutcomeHandler
 from services.payment.entrypoints.grpc import SCOPES, SERVICE_NAME, PaymentServicer
 from services.payment.service.create import PaymentCreator
 from services.payment.service.queries import PaymentQueries
+from services.payment.service.refund import RefundRequester
 
 __all__ = ["PaymentSettings", "create_service", "main"]
 
@@ -33,6 +34,7 @@ async def create_service(settings: PaymentSettings) -> tuple[ServiceProcess, int
     servicer = PaymentServicer(
         PaymentCreator(platform.engine, limits=limits, wake_relay=platform.relay.wake),
         PaymentQueries(platform.engine),
+        RefundRequester(platform.engine, wake_relay=platform.relay.wake),
         watch_max_s=settings.watch_max_duration_s,
         watch_poll_s=settings.watch_poll_interval_ms / 1000,
     )

@@ -10,6 +10,7 @@ from settle.common.v1.money_pb2 import Money
 from settle.payment.v1 import payment_pb2
 
 from services.payment.domain.model import LineItem, OrderStatus, Payment, PaymentOrder
+from services.payment.domain.refunds import Refund, RefundCommand, RefundStatus
 from services.payment.domain.validation import CreatePaymentCommand, SellerOrderInput
 
 _STATUS_TO_PROTO = {
@@ -22,8 +23,8 @@ _STATUS_TO_PROTO = {
 }
 
 
-def request_hash(request: payment_pb2.CreatePaymentRequest) -> bytes:
-    """SHA-256 of the request's deterministic encoding: the idempotency fingerprint of a checkout."""
+def request_hash(request: payment_pb2.CreatePaymentRequest | payment_pb2.RefundPaymentOrderRequest) -> bytes:
+    """SHA-256 of the request's deterministic encoding: the idempotency fingerprint of a request."""
     return hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
 
 
@@ -87,4 +88,39 @@ def payment_to_proto(payment: Payment) -> payment_pb2.Payment:
         orders=[order_to_proto(order) for order in payment.orders],
         done=payment.done,
         create_time=_timestamp(payment.created_at),
+    )
+
+
+_REFUND_STATUSES = {
+    RefundStatus.REQUESTED: payment_pb2.REFUND_STATUS_REQUESTED,
+    RefundStatus.SUCCEEDED: payment_pb2.REFUND_STATUS_SUCCEEDED,
+    RefundStatus.FAILED: payment_pb2.REFUND_STATUS_FAILED,
+}
+
+
+def refund_command_from_proto(request: payment_pb2.RefundPaymentOrderRequest) -> RefundCommand:
+    has_amount = request.HasField("amount")
+    return RefundCommand(
+        payment_order_id=request.payment_order_id,
+        idempotency_key=request.idempotency_key,
+        amount_minor=request.amount.amount_minor if has_amount else None,
+        currency=request.amount.currency if has_amount else "",
+        reason=request.reason,
+    )
+
+
+def refund_to_proto(refund: Refund) -> payment_pb2.Refund:
+    return payment_pb2.Refund(
+        refund_id=str(refund.refund_id),
+        payment_order_id=str(refund.payment_order_id),
+        payment_id=str(refund.payment_id),
+        seller_id=refund.seller_id,
+        amount=Money(amount_minor=refund.amount_minor, currency=refund.currency),
+        status=_REFUND_STATUSES[refund.status],
+        reason=refund.reason,
+        psp_reference=refund.psp_reference,
+        failure_code=refund.failure_code,
+        failure_message=refund.failure_message,
+        create_time=_timestamp(refund.created_at),
+        update_time=_timestamp(refund.updated_at),
     )

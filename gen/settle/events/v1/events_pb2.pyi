@@ -165,6 +165,152 @@ class PaymentOrderFailed(_message.Message):
 Global___PaymentOrderFailed: _TypeAlias = PaymentOrderFailed  # noqa: Y015
 
 @_typing.final
+class RefundRequested(_message.Message):
+    """Topic `payment.refund.requested`, key = payment_order_id. Published by payment for each accepted refund."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    SELLER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CHARGE_PSP_REFERENCE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    refund_id: _builtins.str
+    """The refund; also the PSP idempotency key of the refund."""
+    payment_order_id: _builtins.str
+    """The payment order refunded."""
+    payment_id: _builtins.str
+    """The payment the order belongs to."""
+    seller_id: _builtins.str
+    """The seller whose balance pays the refund."""
+    charge_psp_reference: _builtins.str
+    """The PSP's reference of the charge to refund (PaymentIntent id)."""
+    reason: _builtins.str
+    """Why the refund was asked for."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The amount to refund."""
+
+    def __init__(
+        self,
+        *,
+        refund_id: _builtins.str = ...,
+        payment_order_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        seller_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        charge_psp_reference: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "charge_psp_reference", b"charge_psp_reference", "payment_id", b"payment_id", "payment_order_id", b"payment_order_id", "reason", b"reason", "refund_id", b"refund_id", "seller_id", b"seller_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundRequested: _TypeAlias = RefundRequested  # noqa: Y015
+
+@_typing.final
+class RefundSucceeded(_message.Message):
+    """Topic `payment.refund.succeeded`, key = payment_order_id. Published by the executor once the PSP refunded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    SELLER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    PSP_REFERENCE_FIELD_NUMBER: _builtins.int
+    REFUNDED_AT_FIELD_NUMBER: _builtins.int
+    refund_id: _builtins.str
+    """The refund."""
+    payment_order_id: _builtins.str
+    """The payment order refunded."""
+    payment_id: _builtins.str
+    """The payment the order belongs to."""
+    seller_id: _builtins.str
+    """The seller whose balance pays the refund."""
+    psp_reference: _builtins.str
+    """The PSP's reference of the refund."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The amount refunded."""
+
+    @_builtins.property
+    def refunded_at(self) -> _timestamp_pb2.Timestamp:
+        """When the PSP refunded."""
+
+    def __init__(
+        self,
+        *,
+        refund_id: _builtins.str = ...,
+        payment_order_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        seller_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        psp_reference: _builtins.str = ...,
+        refunded_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "refunded_at", b"refunded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "payment_id", b"payment_id", "payment_order_id", b"payment_order_id", "psp_reference", b"psp_reference", "refund_id", b"refund_id", "refunded_at", b"refunded_at", "seller_id", b"seller_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundSucceeded: _TypeAlias = RefundSucceeded  # noqa: Y015
+
+@_typing.final
+class RefundFailed(_message.Message):
+    """Topic `payment.refund.failed`, key = payment_order_id. Published by the executor once the PSP refused."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    SELLER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    FAILURE_CODE_FIELD_NUMBER: _builtins.int
+    FAILURE_MESSAGE_FIELD_NUMBER: _builtins.int
+    refund_id: _builtins.str
+    """The refund; nothing was refunded."""
+    payment_order_id: _builtins.str
+    """The payment order."""
+    payment_id: _builtins.str
+    """The payment the order belongs to."""
+    seller_id: _builtins.str
+    """The seller of the order."""
+    failure_code: _builtins.str
+    """The PSP's error code."""
+    failure_message: _builtins.str
+    """A human-readable explanation."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The amount that was not refunded."""
+
+    def __init__(
+        self,
+        *,
+        refund_id: _builtins.str = ...,
+        payment_order_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        seller_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        failure_code: _builtins.str = ...,
+        failure_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "failure_code", b"failure_code", "failure_message", b"failure_message", "payment_id", b"payment_id", "payment_order_id", b"payment_order_id", "refund_id", b"refund_id", "seller_id", b"seller_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundFailed: _TypeAlias = RefundFailed  # noqa: Y015
+
+@_typing.final
 class WalletBalanceUpdated(_message.Message):
     """Topic `wallet.balance.updated`, key = seller_id. Published by the wallet after each balance change."""
 

@@ -63,6 +63,38 @@ PAYMENT_ORDER_STATUS_REFUNDED: PaymentOrderStatus.ValueType  # 6
 """The whole charged amount was refunded."""
 Global___PaymentOrderStatus: _TypeAlias = PaymentOrderStatus  # noqa: Y015
 
+class _RefundStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RefundStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RefundStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REFUND_STATUS_UNSPECIFIED: _RefundStatus.ValueType  # 0
+    """Never used."""
+    REFUND_STATUS_REQUESTED: _RefundStatus.ValueType  # 1
+    """Accepted; its amount is set aside from what the order may still refund, and the executor is
+    asked to refund it through the PSP.
+    """
+    REFUND_STATUS_SUCCEEDED: _RefundStatus.ValueType  # 2
+    """The PSP refunded the buyer."""
+    REFUND_STATUS_FAILED: _RefundStatus.ValueType  # 3
+    """The PSP refused the refund; its amount may be refunded again."""
+
+class RefundStatus(_RefundStatus, metaclass=_RefundStatusEnumTypeWrapper):
+    """The lifecycle of a refund."""
+
+REFUND_STATUS_UNSPECIFIED: RefundStatus.ValueType  # 0
+"""Never used."""
+REFUND_STATUS_REQUESTED: RefundStatus.ValueType  # 1
+"""Accepted; its amount is set aside from what the order may still refund, and the executor is
+asked to refund it through the PSP.
+"""
+REFUND_STATUS_SUCCEEDED: RefundStatus.ValueType  # 2
+"""The PSP refunded the buyer."""
+REFUND_STATUS_FAILED: RefundStatus.ValueType  # 3
+"""The PSP refused the refund; its amount may be refunded again."""
+Global___RefundStatus: _TypeAlias = RefundStatus  # noqa: Y015
+
 @_typing.final
 class LineItem(_message.Message):
     """One purchased item."""
@@ -498,3 +530,179 @@ class WatchPaymentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchPaymentResponse: _TypeAlias = WatchPaymentResponse  # noqa: Y015
+
+@_typing.final
+class Refund(_message.Message):
+    """Money given back to the buyer from one payment order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    SELLER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PSP_REFERENCE_FIELD_NUMBER: _builtins.int
+    FAILURE_CODE_FIELD_NUMBER: _builtins.int
+    FAILURE_MESSAGE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    refund_id: _builtins.str
+    """The refund id (UUID). It is the PSP idempotency key for the refund."""
+    payment_order_id: _builtins.str
+    """The payment order refunded."""
+    payment_id: _builtins.str
+    """The payment the order belongs to."""
+    seller_id: _builtins.str
+    """The seller whose balance pays the refund."""
+    status: Global___RefundStatus.ValueType
+    """The refund's status."""
+    reason: _builtins.str
+    """Why the refund was asked for, as given by the caller."""
+    psp_reference: _builtins.str
+    """The PSP's reference of the refund, once it made one."""
+    failure_code: _builtins.str
+    """Why the PSP refused the refund, when it did."""
+    failure_message: _builtins.str
+    """A human-readable explanation of the failure."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The amount refunded, in the order's currency."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the refund was requested."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the refund last changed."""
+
+    def __init__(
+        self,
+        *,
+        refund_id: _builtins.str = ...,
+        payment_order_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        seller_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        status: Global___RefundStatus.ValueType = ...,
+        reason: _builtins.str = ...,
+        psp_reference: _builtins.str = ...,
+        failure_code: _builtins.str = ...,
+        failure_message: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "failure_code", b"failure_code", "failure_message", b"failure_message", "payment_id", b"payment_id", "payment_order_id", b"payment_order_id", "psp_reference", b"psp_reference", "reason", b"reason", "refund_id", b"refund_id", "seller_id", b"seller_id", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Refund: _TypeAlias = Refund  # noqa: Y015
+
+@_typing.final
+class RefundPaymentOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_ORDER_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    payment_order_id: _builtins.str
+    """The payment order to refund."""
+    idempotency_key: _builtins.str
+    """The caller's key for this refund request, 1 to 255 characters: a retry with the same key and
+    body returns the same refund instead of refunding again.
+    """
+    reason: _builtins.str
+    """Why (free text, at most 500 characters), e.g. "requested_by_customer"."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """How much to refund, in the order's currency; unset means everything not yet refunded."""
+
+    def __init__(
+        self,
+        *,
+        payment_order_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "idempotency_key", b"idempotency_key", "payment_order_id", b"payment_order_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundPaymentOrderRequest: _TypeAlias = RefundPaymentOrderRequest  # noqa: Y015
+
+@_typing.final
+class RefundPaymentOrderResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True if this request repeated an earlier one with the same idempotency key."""
+    @_builtins.property
+    def refund(self) -> Global___Refund:
+        """The refund, REQUESTED until the PSP has answered."""
+
+    def __init__(
+        self,
+        *,
+        refund: Global___Refund | None = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["refund", b"refund"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refund", b"refund", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundPaymentOrderResponse: _TypeAlias = RefundPaymentOrderResponse  # noqa: Y015
+
+@_typing.final
+class GetRefundRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    refund_id: _builtins.str
+    """The refund id."""
+    def __init__(
+        self,
+        *,
+        refund_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refund_id", b"refund_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRefundRequest: _TypeAlias = GetRefundRequest  # noqa: Y015
+
+@_typing.final
+class GetRefundResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFUND_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def refund(self) -> Global___Refund:
+        """The refund."""
+
+    def __init__(
+        self,
+        *,
+        refund: Global___Refund | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["refund", b"refund"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refund", b"refund"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRefundResponse: _TypeAlias = GetRefundResponse  # noqa: Y015

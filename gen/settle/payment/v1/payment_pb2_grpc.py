@@ -60,6 +60,16 @@ class PaymentServiceStub:
                 request_serializer=settle_dot_payment_dot_v1_dot_payment__pb2.WatchPaymentRequest.SerializeToString,
                 response_deserializer=settle_dot_payment_dot_v1_dot_payment__pb2.WatchPaymentResponse.FromString,
                 _registered_method=True)
+        self.RefundPaymentOrder = channel.unary_unary(
+                '/settle.payment.v1.PaymentService/RefundPaymentOrder',
+                request_serializer=settle_dot_payment_dot_v1_dot_payment__pb2.RefundPaymentOrderRequest.SerializeToString,
+                response_deserializer=settle_dot_payment_dot_v1_dot_payment__pb2.RefundPaymentOrderResponse.FromString,
+                _registered_method=True)
+        self.GetRefund = channel.unary_unary(
+                '/settle.payment.v1.PaymentService/GetRefund',
+                request_serializer=settle_dot_payment_dot_v1_dot_payment__pb2.GetRefundRequest.SerializeToString,
+                response_deserializer=settle_dot_payment_dot_v1_dot_payment__pb2.GetRefundResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -111,6 +121,29 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RefundPaymentOrder(self, request, context):
+        """Refunds a charged payment order, in full or in part; several partial refunds may together reach
+        the charged amount, never more. Idempotent on `idempotency_key`: a repeat with the same body
+        returns the original refund; a repeat with a different body fails. The refund is executed
+        through the PSP asynchronously: it starts REQUESTED and becomes SUCCEEDED or FAILED.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED (BadRequest names each field; a currency other than
+        the order's is one), NOT_FOUND/PAYMENT_ORDER_NOT_FOUND,
+        FAILED_PRECONDITION/PAYMENT_ORDER_NOT_REFUNDABLE (not charged, e.g. failed or still executing),
+        FAILED_PRECONDITION/REFUND_EXCEEDS_REFUNDABLE_AMOUNT (more than what is left to refund),
+        ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRefund(self, request, context):
+        """Returns one refund.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/REFUND_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +171,16 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.WatchPayment,
                     request_deserializer=settle_dot_payment_dot_v1_dot_payment__pb2.WatchPaymentRequest.FromString,
                     response_serializer=settle_dot_payment_dot_v1_dot_payment__pb2.WatchPaymentResponse.SerializeToString,
+            ),
+            'RefundPaymentOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundPaymentOrder,
+                    request_deserializer=settle_dot_payment_dot_v1_dot_payment__pb2.RefundPaymentOrderRequest.FromString,
+                    response_serializer=settle_dot_payment_dot_v1_dot_payment__pb2.RefundPaymentOrderResponse.SerializeToString,
+            ),
+            'GetRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRefund,
+                    request_deserializer=settle_dot_payment_dot_v1_dot_payment__pb2.GetRefundRequest.FromString,
+                    response_serializer=settle_dot_payment_dot_v1_dot_payment__pb2.GetRefundResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -276,6 +319,60 @@ class PaymentService:
             '/settle.payment.v1.PaymentService/WatchPayment',
             settle_dot_payment_dot_v1_dot_payment__pb2.WatchPaymentRequest.SerializeToString,
             settle_dot_payment_dot_v1_dot_payment__pb2.WatchPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundPaymentOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/settle.payment.v1.PaymentService/RefundPaymentOrder',
+            settle_dot_payment_dot_v1_dot_payment__pb2.RefundPaymentOrderRequest.SerializeToString,
+            settle_dot_payment_dot_v1_dot_payment__pb2.RefundPaymentOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/settle.payment.v1.PaymentService/GetRefund',
+            settle_dot_payment_dot_v1_dot_payment__pb2.GetRefundRequest.SerializeToString,
+            settle_dot_payment_dot_v1_dot_payment__pb2.GetRefundResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,21 @@ class PaymentServiceStub:
     once the payment is done (every order terminal and confirmed) or the deadline passes.
     Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/PAYMENT_NOT_FOUND.
     """
+    RefundPaymentOrder: _grpc.UnaryUnaryMultiCallable[_payment_pb2.RefundPaymentOrderRequest, _payment_pb2.RefundPaymentOrderResponse]
+    """Refunds a charged payment order, in full or in part; several partial refunds may together reach
+    the charged amount, never more. Idempotent on `idempotency_key`: a repeat with the same body
+    returns the original refund; a repeat with a different body fails. The refund is executed
+    through the PSP asynchronously: it starts REQUESTED and becomes SUCCEEDED or FAILED.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED (BadRequest names each field; a currency other than
+    the order's is one), NOT_FOUND/PAYMENT_ORDER_NOT_FOUND,
+    FAILED_PRECONDITION/PAYMENT_ORDER_NOT_REFUNDABLE (not charged, e.g. failed or still executing),
+    FAILED_PRECONDITION/REFUND_EXCEEDS_REFUNDABLE_AMOUNT (more than what is left to refund),
+    ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST.
+    """
+    GetRefund: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetRefundRequest, _payment_pb2.GetRefundResponse]
+    """Returns one refund.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/REFUND_NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -90,6 +105,21 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     """Streams the payment each time its state changes, starting with its current state, and ends
     once the payment is done (every order terminal and confirmed) or the deadline passes.
     Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/PAYMENT_NOT_FOUND.
+    """
+    RefundPaymentOrder: _aio.UnaryUnaryMultiCallable[_payment_pb2.RefundPaymentOrderRequest, _payment_pb2.RefundPaymentOrderResponse]  # type: ignore[assignment]
+    """Refunds a charged payment order, in full or in part; several partial refunds may together reach
+    the charged amount, never more. Idempotent on `idempotency_key`: a repeat with the same body
+    returns the original refund; a repeat with a different body fails. The refund is executed
+    through the PSP asynchronously: it starts REQUESTED and becomes SUCCEEDED or FAILED.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED (BadRequest names each field; a currency other than
+    the order's is one), NOT_FOUND/PAYMENT_ORDER_NOT_FOUND,
+    FAILED_PRECONDITION/PAYMENT_ORDER_NOT_REFUNDABLE (not charged, e.g. failed or still executing),
+    FAILED_PRECONDITION/REFUND_EXCEEDS_REFUNDABLE_AMOUNT (more than what is left to refund),
+    ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST.
+    """
+    GetRefund: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetRefundRequest, _payment_pb2.GetRefundResponse]  # type: ignore[assignment]
+    """Returns one refund.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/REFUND_NOT_FOUND.
     """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -148,6 +178,33 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams the payment each time its state changes, starting with its current state, and ends
         once the payment is done (every order terminal and confirmed) or the deadline passes.
         Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/PAYMENT_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def RefundPaymentOrder(
+        self,
+        request: _payment_pb2.RefundPaymentOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.RefundPaymentOrderResponse, _abc.Awaitable[_payment_pb2.RefundPaymentOrderResponse]]:
+        """Refunds a charged payment order, in full or in part; several partial refunds may together reach
+        the charged amount, never more. Idempotent on `idempotency_key`: a repeat with the same body
+        returns the original refund; a repeat with a different body fails. The refund is executed
+        through the PSP asynchronously: it starts REQUESTED and becomes SUCCEEDED or FAILED.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED (BadRequest names each field; a currency other than
+        the order's is one), NOT_FOUND/PAYMENT_ORDER_NOT_FOUND,
+        FAILED_PRECONDITION/PAYMENT_ORDER_NOT_REFUNDABLE (not charged, e.g. failed or still executing),
+        FAILED_PRECONDITION/REFUND_EXCEEDS_REFUNDABLE_AMOUNT (more than what is left to refund),
+        ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRefund(
+        self,
+        request: _payment_pb2.GetRefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.GetRefundResponse, _abc.Awaitable[_payment_pb2.GetRefundResponse]]:
+        """Returns one refund.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/REFUND_NOT_FOUND.
         """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
