@@ -1,4 +1,9 @@
-"""The /_sandbox admin API that tests and benchmarks use to inject faults and inspect money movements."""
+"""The /_sandbox admin API that tests and benchmarks use to inject faults and inspect money movements.
+
+`/_sandbox/charges`, `/_sandbox/refunds` and `/_sandbox/payouts` list every successful charge, refund and
+paid payout, oldest first, filtered by `payment_order_id` (charges, refunds) or `payout_id` (payouts)
+as found in the object's metadata.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +49,16 @@ async def clear_faults(request: web.Request) -> web.Response:
 async def list_charges(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     return json_response({"data": state.store.charges(request.query.get("payment_order_id"))})
+
+
+async def list_refunds(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    return json_response({"data": state.refunds.records(request.query.get("payment_order_id"))})
+
+
+async def list_payouts(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    return json_response({"data": state.payouts.records(request.query.get("payout_id"))})
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -102,6 +117,8 @@ def admin_routes() -> list[web.RouteDef]:
         web.get("/_sandbox/faults", list_faults),
         web.delete("/_sandbox/faults", clear_faults),
         web.get("/_sandbox/charges", list_charges),
+        web.get("/_sandbox/refunds", list_refunds),
+        web.get("/_sandbox/payouts", list_payouts),
         web.post("/_sandbox/reset", reset),
         web.get("/_sandbox/clock", get_clock),
         web.post("/_sandbox/clock", advance_clock),

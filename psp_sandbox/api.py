@@ -11,12 +11,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from psp_sandbox import errors
-from psp_sandbox.errors import StripeHttpError
+from psp_sandbox.errors import ApiResult, StripeHttpError
 from psp_sandbox.faults import Fault, FaultKind
 from psp_sandbox.forms import FormDict, FormError, parse_form
 from psp_sandbox.idempotency import MAX_KEY_LENGTH, StoredResponse
 from psp_sandbox.ids import new_id
-from psp_sandbox.payment_intents import ApiResult
 from psp_sandbox.state import SandboxState
 
 Endpoint = Callable[[SandboxState, FormDict, dict[str, str], str | None], ApiResult]

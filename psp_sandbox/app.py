@@ -11,6 +11,8 @@ from psp_sandbox.admin import admin_routes
 from psp_sandbox.api import STATE_KEY, unrecognized_url, v1_handler
 from psp_sandbox.idempotency import DEFAULT_RETENTION_S
 from psp_sandbox.payment_intents import create_payment_intent, retrieve_payment_intent, search_payment_intents
+from psp_sandbox.payouts import create_payout, list_payouts, retrieve_payout, search_payouts
+from psp_sandbox.refunds import create_refund, list_refunds, retrieve_refund
 from psp_sandbox.state import SandboxState
 
 MAX_REQUEST_BYTES = 256 * 1024
@@ -23,9 +25,16 @@ def create_app(state: SandboxState) -> web.Application:
     app.add_routes(
         [
             web.post("/v1/payment_intents", v1_handler(create_payment_intent)),
-            # Registered before `{intent}` so "search" is not taken for an intent id.
+            # Search routes come before `{intent}` / `{payout}` so "search" is not taken for an id.
             web.get("/v1/payment_intents/search", v1_handler(search_payment_intents)),
             web.get("/v1/payment_intents/{intent}", v1_handler(retrieve_payment_intent)),
+            web.post("/v1/refunds", v1_handler(create_refund)),
+            web.get("/v1/refunds", v1_handler(list_refunds)),
+            web.get("/v1/refunds/{refund}", v1_handler(retrieve_refund)),
+            web.post("/v1/payouts", v1_handler(create_payout)),
+            web.get("/v1/payouts", v1_handler(list_payouts)),
+            web.get("/v1/payouts/search", v1_handler(search_payouts)),
+            web.get("/v1/payouts/{payout}", v1_handler(retrieve_payout)),
             web.route("*", "/v1/{tail:.*}", unrecognized_url),
             *admin_routes(),
         ]

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 JsonObject = dict[str, Any]
+ApiResult = tuple[int, JsonObject]  # what an endpoint answers: HTTP status and JSON body
 
 DOC_URL_BASE = "https://stripe.com/docs/error-codes/"
 
@@ -56,9 +57,17 @@ def parameter_invalid_integer(param: str) -> StripeHttpError:
     return invalid_request("Invalid integer: must be a whole number.", param, "parameter_invalid_integer")
 
 
-def resource_missing(message: str, param: str | None = None) -> StripeHttpError:
-    status = 400 if param is not None else 404
+def resource_missing(message: str, param: str | None = None, *, status: int | None = None) -> StripeHttpError:
+    """404 for the object in the URL; 400 by default for one named by a parameter."""
+    if status is None:
+        status = 400 if param is not None else 404
     return StripeHttpError(status, _error("invalid_request_error", message, param, "resource_missing"))
+
+
+def refused(message: str, code: str, param: str | None = None) -> ApiResult:
+    """A 400 found while executing (a refund the charge cannot give): answered, not raised, so it is
+    stored for idempotent replay like the card errors, as Stripe keeps every result of an executed request."""
+    return 400, {"error": _error("invalid_request_error", message, param, code)}
 
 
 def unrecognized_url(method: str, path: str) -> StripeHttpError:

@@ -10,15 +10,18 @@ from typing import Any
 
 from psp_sandbox import errors
 from psp_sandbox.card_outcomes import Decline, Outcome, outcome_for
-from psp_sandbox.errors import JsonObject
-from psp_sandbox.forms import FormDict
+from psp_sandbox.charges import charge_object
+from psp_sandbox.errors import ApiResult, JsonObject
+from psp_sandbox.forms import FormDict, FormError, as_list
 from psp_sandbox.ids import new_id
-from psp_sandbox.search import DEFAULT_LIMIT, MAX_LIMIT, SearchQueryError, parse_query, search_intents
+from psp_sandbox.listing import search_page
 from psp_sandbox.state import SandboxState
-from psp_sandbox.validation import CreateParams, parse_create_params
+from psp_sandbox.validation import CreateParams, parse_create_params, reject_unknown_params
 
-ApiResult = tuple[int, JsonObject]
 CARD_ERROR_STATUS = 402
+SEARCH_URL = "/v1/payment_intents/search"
+RETRIEVE_PARAMS = frozenset({"expand"})
+EXPANDABLE = frozenset({"latest_charge"})
 
 
 def create_payment_intent(
@@ -129,24 +132,34 @@ def _new_intent(state: SandboxState, params: CreateParams) -> JsonObject:
 def retrieve_payment_intent(
     state: SandboxState, form: FormDict, path_params: dict[str, str], idempotency_key: str | None
 ) -> ApiResult:
+    reject_unknown_params(form, RETRIEVE_PARAMS)
     intent_id = path_params["intent"]
     intent = state.store.intent(intent_id)
     if intent is None:
         raise errors.resource_missing(f"No such payment_intent: '{intent_id}'")
-    return 200, intent
+    if "latest_charge" not in _expand(form):
+        return 200, intent
+    charge_id = intent["latest_charge"]
+    charge = None if charge_id is None else charge_object(intent, state.refunds.refunded_on_charge(charge_id))
+    # A copy: the stored intent keeps the bare id, which is what every other answer shows.
+    return 200, {**intent, "latest_charge": charge}
+
+
+def _expand(form: FormDict) -> set[str]:
+    raw = form.get("expand")
+    try:
+        names = [] if raw is None else as_list(raw, "expand")
+    except FormError as error:
+        raise errors.invalid_request(str(error), error.param) from None
+    expanded: set[str] = set()
+    for name in names:
+        if not isinstance(name, str) or name not in EXPANDABLE:
+            raise errors.invalid_request(f"This property cannot be expanded ({name}).", "expand")
+        expanded.add(name)
+    return expanded
 
 
 def search_payment_intents(
     state: SandboxState, form: FormDict, path_params: dict[str, str], idempotency_key: str | None
 ) -> ApiResult:
-    query, limit, page = form.get("query"), form.get("limit", str(DEFAULT_LIMIT)), form.get("page")
-    if not isinstance(query, str):
-        raise errors.parameter_missing("query")
-    if not isinstance(limit, str) or not (limit.isdecimal() and len(limit) <= 3 and 1 <= int(limit) <= MAX_LIMIT):
-        raise errors.invalid_request(f"limit must be an integer from 1 to {MAX_LIMIT}.", "limit")
-    if page is not None and not isinstance(page, str):
-        raise errors.invalid_request("Invalid page.", "page")
-    try:
-        return 200, search_intents(state.store, parse_query(query), int(limit), page)
-    except SearchQueryError as error:
-        raise errors.invalid_request(str(error), "query") from None
+    return 200, search_page(state.store.intents, form, SEARCH_URL)

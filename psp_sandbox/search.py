@@ -1,5 +1,5 @@
 """The part of Stripe's search query language Settle uses: `metadata['k']:'v'`, `status:'x'`,
-`currency:'x'` and `amount:N` clauses joined by AND."""
+`currency:'x'` and `amount:N` clauses joined by AND, over payment intents and (a sandbox extra) payouts."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from psp_sandbox.store import Store
+from psp_sandbox.indexes import ObjectIndex
 
 JsonObject = dict[str, Any]
 
-SEARCH_URL = "/v1/payment_intents/search"
-DEFAULT_LIMIT = 10
-MAX_LIMIT = 100
 MAX_CLAUSES = 10
 _PAGE_PREFIX = "page_"
 _QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
@@ -35,10 +32,10 @@ class Clause:
     value: str
     metadata_key: str | None = None
 
-    def matches(self, intent: JsonObject) -> bool:
+    def matches(self, obj: JsonObject) -> bool:
         if self.metadata_key is not None:
-            return bool(intent["metadata"].get(self.metadata_key) == self.value)
-        return str(intent[self.field]) == self.value
+            return bool(obj["metadata"].get(self.metadata_key) == self.value)
+        return str(obj[self.field]) == self.value
 
 
 def parse_query(query: str) -> list[Clause]:
@@ -72,15 +69,15 @@ def _unquote(quoted: str) -> str:
     return re.sub(r"\\(.)", r"\1", quoted[1:-1])
 
 
-def search_intents(store: Store, clauses: list[Clause], limit: int, page: str | None) -> JsonObject:
+def search(index: ObjectIndex, clauses: list[Clause], limit: int, page: str | None, url: str) -> JsonObject:
     offset = _decode_page(page)
     first_metadata = next((clause for clause in clauses if clause.metadata_key is not None), None)
     candidates: Iterable[JsonObject] = (
-        store.intents_newest_first()
+        index.newest_first()
         if first_metadata is None or first_metadata.metadata_key is None
-        else store.intents_with_metadata_newest_first(first_metadata.metadata_key, first_metadata.value)
+        else index.with_metadata_newest_first(first_metadata.metadata_key, first_metadata.value)
     )
-    matching = [intent for intent in candidates if all(clause.matches(intent) for clause in clauses)]
+    matching = [obj for obj in candidates if all(clause.matches(obj) for clause in clauses)]
     data = matching[offset : offset + limit]
     has_more = len(matching) > offset + limit
     return {
@@ -88,7 +85,7 @@ def search_intents(store: Store, clauses: list[Clause], limit: int, page: str | 
         "data": data,
         "has_more": has_more,
         "next_page": f"{_PAGE_PREFIX}{offset + limit}" if has_more else None,
-        "url": SEARCH_URL,
+        "url": url,
     }
 
 

@@ -10,6 +10,8 @@ from psp_sandbox.clock import SandboxClock
 from psp_sandbox.faults import FaultBook
 from psp_sandbox.idempotency import DEFAULT_RETENTION_S, IdempotencyStore
 from psp_sandbox.journal import Journal
+from psp_sandbox.payout_store import PayoutStore
+from psp_sandbox.refund_store import RefundStore
 from psp_sandbox.store import Store
 
 CLOCK_RECORD = "clock"
@@ -20,6 +22,8 @@ class SandboxState:
         self.journal = Journal(data_dir) if data_dir is not None else None
         self.clock = SandboxClock()
         self.store = Store(self.journal)
+        self.refunds = RefundStore(self.journal)
+        self.payouts = PayoutStore(self.journal)
         self.idempotency = IdempotencyStore(self.clock, idempotency_retention_s, self.journal)
         self._started_retention_s = idempotency_retention_s
         self.faults = FaultBook()
@@ -35,7 +39,10 @@ class SandboxState:
                 self.clock.offset_s = int(record["offset_s"])
         for record in records:
             if record.get("kind") != CLOCK_RECORD and not (
-                self.store.restore(record) or self.idempotency.restore(record)
+                self.store.restore(record)
+                or self.refunds.restore(record)
+                or self.payouts.restore(record)
+                or self.idempotency.restore(record)
             ):
                 raise ValueError(f"unknown journal record kind: {record.get('kind')!r}")
 
@@ -46,6 +53,8 @@ class SandboxState:
 
     def reset(self) -> None:
         self.store.reset()
+        self.refunds.reset()
+        self.payouts.reset()
         self.idempotency.reset()
         self.idempotency.retention_s = self._started_retention_s
         self.faults.clear()

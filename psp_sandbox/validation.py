@@ -1,4 +1,5 @@
-"""Validation of PaymentIntent create parameters, with Stripe's messages, params and codes."""
+"""Validation of request parameters with Stripe's messages, params and codes: the shared checks, and
+PaymentIntent create parameters."""
 
 from __future__ import annotations
 
@@ -40,24 +41,28 @@ class CreateParams:
 
 
 def parse_create_params(form: FormDict) -> CreateParams:
-    for name in form:
-        if name not in ALLOWED_PARAMS:
-            raise errors.invalid_request(f"Received unknown parameter: {name}", name, "parameter_unknown")
+    reject_unknown_params(form, ALLOWED_PARAMS)
     try:
         return CreateParams(
-            amount=_amount(form),
-            currency=_currency(form),
+            amount=amount_param(form),
+            currency=currency_param(form),
             payment_method=_payment_method(form),
             confirm=_boolean(form, "confirm"),
             payment_method_types=_payment_method_types(form),
-            metadata=_metadata(form),
-            description=_optional_string(form, "description", MAX_DESCRIPTION_LENGTH),
+            metadata=metadata_param(form),
+            description=optional_string_param(form, "description", MAX_DESCRIPTION_LENGTH),
         )
     except FormError as error:
         raise errors.invalid_request(str(error), error.param) from None
 
 
-def _string(form: FormDict, name: str) -> str | None:
+def reject_unknown_params(form: FormDict, allowed: frozenset[str]) -> None:
+    for name in form:
+        if name not in allowed:
+            raise errors.invalid_request(f"Received unknown parameter: {name}", name, "parameter_unknown")
+
+
+def string_param(form: FormDict, name: str) -> str | None:
     value: FormValue | None = form.get(name)
     if value is None:
         return None
@@ -66,8 +71,8 @@ def _string(form: FormDict, name: str) -> str | None:
     return value
 
 
-def _amount(form: FormDict) -> int:
-    raw = _string(form, "amount")
+def amount_param(form: FormDict) -> int:
+    raw = string_param(form, "amount")
     if raw is None:
         raise errors.parameter_missing("amount")
     if _INTEGER.fullmatch(raw) is None:
@@ -81,8 +86,8 @@ def _amount(form: FormDict) -> int:
     return amount
 
 
-def _currency(form: FormDict) -> str:
-    raw = _string(form, "currency")
+def currency_param(form: FormDict) -> str:
+    raw = string_param(form, "currency")
     if raw is None:
         raise errors.parameter_missing("currency")
     currency = raw.lower()
@@ -95,14 +100,14 @@ def _currency(form: FormDict) -> str:
 
 
 def _payment_method(form: FormDict) -> str | None:
-    token = _string(form, "payment_method")
+    token = string_param(form, "payment_method")
     if token is not None and not is_known_payment_method(token):
         raise errors.resource_missing(f"No such PaymentMethod: '{token}'", "payment_method")
     return token
 
 
 def _boolean(form: FormDict, name: str) -> bool:
-    raw = _string(form, name)
+    raw = string_param(form, name)
     if raw is None or raw == "false":
         return False
     if raw == "true":
@@ -126,9 +131,12 @@ def _payment_method_types(form: FormDict) -> list[str]:
     return types or ["card"]
 
 
-def _metadata(form: FormDict) -> dict[str, str]:
+def metadata_param(form: FormDict) -> dict[str, str]:
     raw = form.get("metadata")
-    metadata = {} if raw is None else as_string_map(raw, "metadata")
+    try:
+        metadata = {} if raw is None else as_string_map(raw, "metadata")
+    except FormError as error:
+        raise errors.invalid_request(str(error), error.param) from None
     if len(metadata) > MAX_METADATA_KEYS:
         raise errors.invalid_request(f"Metadata can have at most {MAX_METADATA_KEYS} keys.", "metadata")
     for key, value in metadata.items():
@@ -141,8 +149,8 @@ def _metadata(form: FormDict) -> dict[str, str]:
     return metadata
 
 
-def _optional_string(form: FormDict, name: str, max_length: int) -> str | None:
-    value = _string(form, name)
+def optional_string_param(form: FormDict, name: str, max_length: int) -> str | None:
+    value = string_param(form, name)
     if value is not None and len(value) > max_length:
         raise errors.invalid_request(f"{name} can have at most {max_length} characters.", name)
     return value

@@ -2,7 +2,7 @@
 
 import pytest
 
-from psp_sandbox.search import Clause, SearchQueryError, parse_query, search_intents
+from psp_sandbox.search import Clause, SearchQueryError, parse_query, search
 from psp_sandbox.store import Store
 
 
@@ -39,6 +39,9 @@ def test_unsupported_or_malformed_queries_are_rejected(query: str) -> None:
         parse_query(query)
 
 
+URL = "/v1/payment_intents/search"
+
+
 def _intent(intent_id: str, status: str, order_id: str) -> dict[str, object]:
     return {
         "id": intent_id,
@@ -56,11 +59,11 @@ def test_search_filters_by_every_clause_newest_first_and_pages() -> None:
     store.add_intent(_intent("pi_3", "succeeded", "po_2"))
     store.add_intent(_intent("pi_4", "succeeded", "po_1"))
 
-    only_succeeded = search_intents(
-        store, parse_query("metadata['payment_order_id']:'po_1' AND status:'succeeded'"), 10, None
+    only_succeeded = search(
+        store.intents, parse_query("metadata['payment_order_id']:'po_1' AND status:'succeeded'"), 10, None, URL
     )
-    first_page = search_intents(store, parse_query("status:'succeeded'"), 2, None)
-    second_page = search_intents(store, parse_query("status:'succeeded'"), 2, first_page["next_page"])
+    first_page = search(store.intents, parse_query("status:'succeeded'"), 2, None, URL)
+    second_page = search(store.intents, parse_query("status:'succeeded'"), 2, first_page["next_page"], URL)
 
     assert [intent["id"] for intent in only_succeeded["data"]] == ["pi_4", "pi_2"]
     assert only_succeeded["has_more"] is False
@@ -68,3 +71,4 @@ def test_search_filters_by_every_clause_newest_first_and_pages() -> None:
     assert first_page["has_more"] is True
     assert [intent["id"] for intent in second_page["data"]] == ["pi_2"]
     assert second_page["next_page"] is None
+    assert second_page["url"] == URL
