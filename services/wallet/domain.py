@@ -21,6 +21,7 @@ from enum import StrEnum
 from services.common.errors import Validator
 from services.common.money import CURRENCY_EXPONENTS, Money
 from services.common.succeeded_orders import SELLER_ID_MAX_LENGTH, SucceededOrder
+from services.common.succeeded_refunds import SucceededRefund
 
 
 class Bucket(StrEnum):
@@ -32,10 +33,14 @@ class Bucket(StrEnum):
 class EntryKind(StrEnum):
     # A succeeded payment order credited to the seller's pending bucket (once per order).
     SALE = "sale"
+    # A succeeded refund debited from the seller's available bucket (once per refund).
+    REFUND = "refund"
 
 
 # The wallet's name for a succeeded payment order: credited to its seller's pending balance exactly once.
 Sale = SucceededOrder
+# A succeeded refund: debited from its seller's available balance exactly once.
+RefundDebit = SucceededRefund
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.common import outbox, snapshot_paging
 from services.common.events import WALLET_BALANCE_UPDATED, OutboundEvent
 from services.wallet.adapters import db
-from services.wallet.domain import Balance, BalanceEntry, Bucket, Sale, validate_query
+from services.wallet.domain import Balance, BalanceEntry, Bucket, RefundDebit, Sale, validate_query
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,15 @@ class WalletService:
         await outbox.append(connection, [balance_updated(entry) for entry in entries])
         if len(entries) < len(sales):
             log.info("wallet: %d of %d sales were already credited", len(sales) - len(entries), len(sales))
+        return entries
+
+    async def record_refunds(self, connection: AsyncConnection, refunds: Sequence[RefundDebit]) -> list[BalanceEntry]:
+        """Debits each refund from its seller's available balance, once per refund, and records one
+        `wallet.balance.updated` per debited refund in the outbox."""
+        entries = await db.debit_refunds(connection, refunds)
+        await outbox.append(connection, [balance_updated(entry) for entry in entries])
+        if len(entries) < len(refunds):
+            log.info("wallet: %d of %d refunds were already debited", len(refunds) - len(entries), len(refunds))
         return entries
 
     async def get_balance(self, seller_id: str, currency: str) -> Balance:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.money import Money
-from services.wallet.domain import Sale
+from services.wallet.domain import RefundDebit, Sale
 from services.wallet.service import WalletService
 
 
@@ -146,3 +146,46 @@ async def test_a_listing_shows_the_entries_as_of_its_first_page(engines: dict[st
     rest = await list_all(wallet, seller_id, page_size=2, token=token)
     assert rest == [one.payment_order_id for one in first[2:]]
     assert await list_all(wallet, seller_id, page_size=2) == [one.payment_order_id for one in [*first, late]]
+
+
+async def _debit(engine: AsyncEngine, refunds: list[RefundDebit]) -> int:
+    async with engine.begin() as connection:
+        return len(await WalletService(engine).record_refunds(connection, refunds))
+
+
+async def test_a_refund_is_debited_from_available_once_and_a_debt_shows_as_negative(
+    engines: dict[str, AsyncEngine], unique: str
+) -> None:
+    engine = engines["wallet"]
+    seller_id = f"refunded-{unique}"
+    charged = sale(seller_id, 2_600)
+    assert await record(engine, [charged]) == 1
+    refund = RefundDebit(uuid.uuid4(), charged.payment_order_id, seller_id, Money(1_000, "USD"), uuid.uuid4())
+    assert await _debit(engine, [refund]) == 1
+    # The same refund again, under another event id (the executor published it twice): nothing more.
+    again = RefundDebit(refund.refund_id, refund.payment_order_id, seller_id, refund.amount, uuid.uuid4())
+    assert await _debit(engine, [again]) == 0
+    balance = await WalletService(engine).get_balance(seller_id, "USD")
+    # The sale is still pending, so the refund is a debt against future payouts until it is released.
+    assert (balance.pending_minor, balance.available_minor, balance.reserved_minor) == (2_600, -1_000, 0)
+    async with engine.connect() as connection:
+        sums = dict(
+            (
+                await connection.execute(
+                    text("SELECT bucket, sum(amount_minor) FROM balance_entries WHERE seller_id = :s GROUP BY bucket"),
+                    {"s": seller_id},
+                )
+            ).all()
+        )
+    assert sums == {"pending": 2_600, "available": -1_000}  # every bucket is the sum of its entries
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO balance_entries (entry_id, seller_id, currency, bucket, amount_minor, kind, "
+                    "payment_order_id, refund_id, event_id) VALUES (:id, :s, 'USD', 'pending', -1, 'refund', "
+                    ":order, :refund, :event)"
+                ),
+                {"id": uuid.uuid4(), "s": seller_id, "order": charged.payment_order_id, "refund": uuid.uuid4(),
+                 "event": uuid.uuid4()},
+            )  # fmt: skip

@@ -11,7 +11,8 @@ import grpc
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
-from settle.events.v1.events_pb2 import WalletBalanceUpdated
+from settle.common.v1.money_pb2 import Money
+from settle.events.v1.events_pb2 import RefundSucceeded, WalletBalanceUpdated
 from settle.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 
 from services.common.events import (
@@ -19,6 +20,7 @@ from services.common.events import (
     HEADER_DLQ_ERROR,
     HEADER_EVENT_ID,
     PAYMENT_ORDER_SUCCEEDED,
+    PAYMENT_REFUND_SUCCEEDED,
     WALLET_BALANCE_UPDATED,
     dlq_topic,
 )
@@ -32,6 +34,7 @@ from tests.fixtures import (
     FINANCE,
     eventually,
     producer_for,
+    publish,
     publish_succeeded,
     read_topic,
     running_service,
@@ -243,3 +246,42 @@ async def test_a_foreign_or_forged_page_token_is_refused(wallet: Wallet, unique:
             )
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error_info_reason(caught.value) == "INVALID_PAGE_TOKEN"
+
+
+def _refund_succeeded(refund_id: str, order_id: str, seller_id: str, amount_minor: int) -> RefundSucceeded:
+    return RefundSucceeded(
+        refund_id=refund_id,
+        payment_order_id=order_id,
+        payment_id=str(uuid.uuid4()),
+        seller_id=seller_id,
+        amount=Money(amount_minor=amount_minor, currency="USD"),
+        psp_reference="re_test",
+    )
+
+
+async def test_a_succeeded_refund_is_debited_from_available_once_and_a_bad_one_dead_lettered(
+    wallet: Wallet, unique: str
+) -> None:
+    seller_id, order_id, refund_id = f"seller-{unique}", str(uuid.uuid4()), str(uuid.uuid4())
+    await publish_succeeded(wallet.producer, succeeded(order_id, seller_id, 5_000))
+    refund = _refund_succeeded(refund_id, order_id, seller_id, 1_500)
+    for _ in range(2):  # the second under another event id: still one debit
+        await publish(wallet.producer, PAYMENT_REFUND_SUCCEEDED, order_id, refund)
+    bad_event = await publish(
+        wallet.producer, PAYMENT_REFUND_SUCCEEDED, order_id, _refund_succeeded("not-a-uuid", order_id, seller_id, 1)
+    )
+
+    async def debited() -> bool:
+        current = await balance(wallet, seller_id)
+        return (current.pending_minor, current.available_minor) == (5_000, -1_500)
+
+    await eventually(debited)
+    kinds = [(entry.kind, entry.amount.amount_minor) for entry in await all_entries(wallet, seller_id)]
+    assert kinds == [("sale", 5_000), ("refund", -1_500)]
+    dead = await read_topic(
+        wallet.infra,
+        dlq_topic(PAYMENT_REFUND_SUCCEEDED),
+        keep=lambda r: dict(r.headers).get(HEADER_EVENT_ID) == bad_event.encode(),
+        enough=bool,
+    )
+    assert b"refund_id" in dict(dead[0].headers)[HEADER_DLQ_ERROR]

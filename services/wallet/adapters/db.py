@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.money import Money
-from services.wallet.domain import Balance, BalanceEntry, Bucket, EntryKind, Sale
+from services.wallet.domain import Balance, BalanceEntry, Bucket, EntryKind, RefundDebit, Sale
 
 _ENTRY_COLUMNS = (
     "seq, entry_id, seller_id, currency, bucket, amount_minor, kind, payment_order_id, event_id, created_at"
@@ -37,6 +37,30 @@ WITH new_entries AS (
     GROUP BY seller_id, currency ORDER BY seller_id, currency
     ON CONFLICT (seller_id, currency) DO UPDATE
         SET pending_minor = b.pending_minor + excluded.pending_minor, updated_at = now()
+)
+SELECT {_ENTRY_COLUMNS} FROM new_entries ORDER BY seq
+""")
+
+
+# The same shape for refunds: entries keyed by refund id, summed into `available` (which may go negative).
+_DEBIT_REFUNDS = text(f"""
+WITH new_entries AS (
+    INSERT INTO balance_entries
+        (entry_id, seller_id, currency, bucket, amount_minor, kind, payment_order_id, refund_id, event_id)
+    SELECT entry_id, seller_id, currency, 'available', -amount_minor, 'refund', payment_order_id, refund_id, event_id
+    FROM unnest(CAST(:entry_ids AS uuid[]), CAST(:seller_ids AS text[]), CAST(:currencies AS text[]),
+                CAST(:amounts AS bigint[]), CAST(:order_ids AS uuid[]), CAST(:refund_ids AS uuid[]),
+                CAST(:event_ids AS uuid[]))
+         AS refund(entry_id, seller_id, currency, amount_minor, payment_order_id, refund_id, event_id)
+    ORDER BY refund_id
+    ON CONFLICT DO NOTHING
+    RETURNING {_ENTRY_COLUMNS}
+), debited AS (
+    INSERT INTO balances AS b (seller_id, currency, available_minor)
+    SELECT seller_id, currency, sum(amount_minor) FROM new_entries
+    GROUP BY seller_id, currency ORDER BY seller_id, currency
+    ON CONFLICT (seller_id, currency) DO UPDATE
+        SET available_minor = b.available_minor + excluded.available_minor, updated_at = now()
 )
 SELECT {_ENTRY_COLUMNS} FROM new_entries ORDER BY seq
 """)
@@ -75,6 +99,26 @@ async def credit_sales(connection: AsyncConnection, sales: Sequence[Sale]) -> li
     entries = [_entry(row) for row in result]
     assert all(entry.kind == EntryKind.SALE for entry in entries)
     return entries
+
+
+async def debit_refunds(connection: AsyncConnection, refunds: Sequence[RefundDebit]) -> list[BalanceEntry]:
+    """Debits each refund from its seller's available bucket; returns the entries written (new refunds only)."""
+    if not refunds:
+        return []
+    ordered = sorted(refunds, key=lambda refund: refund.refund_id)
+    result = await connection.execute(
+        _DEBIT_REFUNDS,
+        {
+            "entry_ids": [uuid.uuid4() for _ in ordered],
+            "seller_ids": [refund.seller_id for refund in ordered],
+            "currencies": [refund.amount.currency for refund in ordered],
+            "amounts": [refund.amount.amount_minor for refund in ordered],
+            "order_ids": [refund.payment_order_id for refund in ordered],
+            "refund_ids": [refund.refund_id for refund in ordered],
+            "event_ids": [refund.event_id for refund in ordered],
+        },
+    )
+    return [_entry(row) for row in result]
 
 
 async def fetch_balance(connection: AsyncConnection, seller_id: str, currency: str) -> Balance | None:

@@ -8,12 +8,11 @@ import logging
 from settle.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 
 from services.common.config import load_settings
-from services.common.events import PAYMENT_ORDER_SUCCEEDED
 from services.common.logs import configure_logging
 from services.common.platform import Platform
 from services.common.runtime import ServiceProcess
 from services.wallet.config import WalletSettings
-from services.wallet.entrypoints.consumer import OutcomesHandler
+from services.wallet.entrypoints.consumer import TOPICS, OutcomesHandler
 from services.wallet.entrypoints.grpc import WalletServicer
 from services.wallet.service import WalletService
 
@@ -30,7 +29,7 @@ async def create_service(settings: WalletSettings) -> tuple[ServiceProcess, int]
     platform = Platform.create(SERVICE, settings)
     await platform.start()
     wallet = WalletService(platform.engine)
-    platform.add_consumer("outcomes", [PAYMENT_ORDER_SUCCEEDED], OutcomesHandler(wallet))
+    platform.add_consumer("outcomes", TOPICS, OutcomesHandler(wallet))
     return platform.build_process(
         registrations=[(wallet_pb2_grpc.add_WalletServiceServicer_to_server, WalletServicer(wallet), SERVICE_NAME)],
         scopes=SCOPES,
