@@ -15,9 +15,11 @@ from datetime import datetime
 from services.common.errors import Validator
 from services.common.money import CURRENCY_EXPONENTS, Money
 from services.common.succeeded_orders import SucceededOrder
+from services.common.succeeded_refunds import SucceededRefund
 from services.ledger.accounts import PSP_RECEIVABLE, is_account, seller_payable
 
 KIND_PAYMENT_ORDER_SUCCEEDED = "payment_order_succeeded"
+KIND_REFUND_SUCCEEDED = "refund_succeeded"
 
 
 class UnbalancedEntry(ValueError):
@@ -57,6 +59,7 @@ class JournalEntry:
     payment_order_id: uuid.UUID | None
     cause_event_id: uuid.UUID
     postings: tuple[Posting, ...]
+    refund_id: uuid.UUID | None = None  # for refund entries: posted once per refund
 
     def __post_init__(self) -> None:
         check_balanced(self.postings)
@@ -79,6 +82,19 @@ def payment_order_succeeded_entry(order: SucceededOrder, entry_id: uuid.UUID) ->
         payment_order_id=order.payment_order_id,
         cause_event_id=order.event_id,
         postings=(Posting(PSP_RECEIVABLE, order.amount), Posting(seller_payable(order.seller_id), -order.amount)),
+    )
+
+
+def refund_succeeded_entry(refund: SucceededRefund, entry_id: uuid.UUID) -> JournalEntry:
+    """DR seller_payable:<seller>, CR psp_receivable: the reversal of the sale's entry, for the amount
+    given back: we owe the seller that much less, and the PSP holds that much less for us."""
+    return JournalEntry(
+        entry_id=entry_id,
+        kind=KIND_REFUND_SUCCEEDED,
+        payment_order_id=refund.payment_order_id,
+        cause_event_id=refund.event_id,
+        postings=(Posting(seller_payable(refund.seller_id), refund.amount), Posting(PSP_RECEIVABLE, -refund.amount)),
+        refund_id=refund.refund_id,
     )
 
 

@@ -16,11 +16,13 @@ from services.common.errors import Validator
 from services.common.events import LEDGER_ENTRY_POSTED, OutboundEvent
 from services.common.money import Money
 from services.common.succeeded_orders import SucceededOrder
+from services.common.succeeded_refunds import SucceededRefund
 from services.ledger.adapters import db
 from services.ledger.domain import (
     PostedEntry,
     TrialBalance,
     payment_order_succeeded_entry,
+    refund_succeeded_entry,
     validate_account_query,
 )
 
@@ -67,6 +69,18 @@ class LedgerService:
         await outbox.append(connection, [entry_posted(entry) for entry in posted])
         if len(posted) < len(entries):
             log.info("ledger: %d of %d orders were already posted", len(entries) - len(posted), len(entries))
+        return posted
+
+    async def record_refunds(
+        self, connection: AsyncConnection, refunds: Sequence[SucceededRefund]
+    ) -> list[PostedEntry]:
+        """Posts DR seller_payable / CR psp_receivable per refund, once per refund, in `connection`'s
+        transaction, with one `ledger.entry.posted` per entry in the outbox."""
+        entries = [refund_succeeded_entry(refund, uuid.uuid4()) for refund in refunds]
+        posted = await db.post_entries(connection, entries)
+        await outbox.append(connection, [entry_posted(entry) for entry in posted])
+        if len(posted) < len(entries):
+            log.info("ledger: %d of %d refunds were already posted", len(entries) - len(posted), len(entries))
         return posted
 
     async def get_account_balance(self, account: str, currency: str) -> Money:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.money import Money
 from services.common.succeeded_orders import SucceededOrder
+from services.common.succeeded_refunds import SucceededRefund
 from services.ledger.domain import PostedEntry
 from services.ledger.service import LedgerService
 
@@ -224,3 +225,20 @@ async def test_listing_by_payment_order(engines: dict[str, AsyncEngine], unique:
     [entry] = page
     assert entry.entry.payment_order_id == target.payment_order_id
     assert [p.amount.amount_minor for p in entry.entry.postings] == [77, -77]
+
+
+async def test_partial_refunds_reverse_the_sale_once_per_refund(engines: dict[str, AsyncEngine], unique: str) -> None:
+    engine, seller_id = engines["ledger"], f"seller-{unique}"
+    sale = order(seller_id, 1_000)
+    await post(engine, [sale])
+    first, second = (
+        SucceededRefund(uuid.uuid4(), sale.payment_order_id, seller_id, Money(amount, "USD"), uuid.uuid4())
+        for amount in (300, 700)
+    )
+    redelivered = SucceededRefund(first.refund_id, sale.payment_order_id, seller_id, first.amount, uuid.uuid4())
+    async with engine.begin() as connection:
+        posted = await LedgerService(engine).record_refunds(connection, [first, second, redelivered])
+    assert sorted(entry.entry.postings[0].amount.amount_minor for entry in posted) == [300, 700]
+    assert {entry.entry.kind for entry in posted} == {"refund_succeeded"}
+    # Refunded in full: the seller is owed nothing more for this sale.
+    assert await balance_and_posting_sum(engine, f"seller_payable:{seller_id}") == (0, 0)

@@ -19,10 +19,11 @@ from services.ledger.domain import JournalEntry, PostedEntry, Posting, TrialBala
 # checks double entry at commit (constraint triggers).
 _POST_ENTRIES = text("""
 WITH new_entries AS (
-    INSERT INTO journal_entries (entry_id, kind, payment_order_id, cause_event_id)
-    SELECT entry_id, kind, payment_order_id, cause_event_id
+    INSERT INTO journal_entries (entry_id, kind, payment_order_id, cause_event_id, refund_id)
+    SELECT entry_id, kind, payment_order_id, cause_event_id, refund_id
     FROM unnest(CAST(:entry_ids AS uuid[]), CAST(:kinds AS text[]), CAST(:order_ids AS uuid[]),
-                CAST(:cause_ids AS uuid[])) AS e(entry_id, kind, payment_order_id, cause_event_id)
+                CAST(:cause_ids AS uuid[]), CAST(:refund_ids AS uuid[]))
+         AS e(entry_id, kind, payment_order_id, cause_event_id, refund_id)
     ORDER BY payment_order_id, cause_event_id
     ON CONFLICT DO NOTHING
     RETURNING entry_id, seq, created_at
@@ -59,6 +60,7 @@ async def post_entries(connection: AsyncConnection, entries: Sequence[JournalEnt
             "kinds": [entry.kind for entry in entries],
             "order_ids": [entry.payment_order_id for entry in entries],
             "cause_ids": [entry.cause_event_id for entry in entries],
+            "refund_ids": [entry.refund_id for entry in entries],
             "posting_entry_ids": [entry_id for entry_id, _, _ in postings],
             "positions": [position for _, position, _ in postings],
             "accounts": [posting.account for _, _, posting in postings],

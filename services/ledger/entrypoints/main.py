@@ -8,12 +8,11 @@ import logging
 from settle.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from services.common.config import load_settings
-from services.common.events import PAYMENT_ORDER_SUCCEEDED
 from services.common.logs import configure_logging
 from services.common.platform import Platform
 from services.common.runtime import ServiceProcess
 from services.ledger.config import LedgerSettings
-from services.ledger.entrypoints.consumer import OutcomesHandler
+from services.ledger.entrypoints.consumer import TOPICS, OutcomesHandler
 from services.ledger.entrypoints.grpc import LedgerServicer
 from services.ledger.service import LedgerService
 
@@ -30,7 +29,7 @@ async def create_service(settings: LedgerSettings) -> tuple[ServiceProcess, int]
     platform = Platform.create(SERVICE, settings)
     await platform.start()
     ledger = LedgerService(platform.engine)
-    platform.add_consumer("outcomes", [PAYMENT_ORDER_SUCCEEDED], OutcomesHandler(ledger))
+    platform.add_consumer("outcomes", TOPICS, OutcomesHandler(ledger))
     return platform.build_process(
         registrations=[(ledger_pb2_grpc.add_LedgerServiceServicer_to_server, LedgerServicer(ledger), SERVICE_NAME)],
         scopes=SCOPES,
