@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from services.cli import audit, dlq
+from services.cli import audit, dlq, refund
 from services.cli.chaos import CHAOS_ENV, ChaosDriver, ChaosReport, sweep
 from services.cli.demo import DemoReport, run_demo
 from services.cli.endpoints import SERVICES, Endpoints, default_data_dir
@@ -138,7 +138,9 @@ def _render_chaos(report: ChaosReport) -> str:
             f"  random kill of {service:<16} {count}"
             for service, count in sorted(report.random_kills_by_service.items())
         ),
-        *(f"  never reached: {unreached}" for unreached in report.unreached),
+        *(f"  not reached in time (tried again): {unreached}" for unreached in report.unreached),
+        *(f"  UNEXPECTED EXIT: {exit_}" for exit_ in report.unexpected_exits),
+        *(f"  TOO FEW KILLS: {short}" for short in report.short_campaigns),
         f"recovery after executor kills (kill → terminal): {figures['recovery']}",
         f"  when no later kill interrupted it: {figures['recovery_without_another_kill']}",
         f"settled: {'yes' if report.quiet else 'NO'}",
@@ -217,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=cmd_demo)
     audit.add_parser(commands, [data_dir])
     dlq.add_parser(commands, [data_dir])
+    refund.add_parser(commands, [data_dir])
     migrate = commands.add_parser("migrate", help="apply migrations to SETTLE_DATABASE_URL")
     migrate.add_argument("services", nargs="*", help=f"any of {', '.join(SERVICES)} (default: all)")
     migrate.set_defaults(handler=cmd_migrate)
