@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from settle.common.v1.money_pb2 import Money as MoneyMessage
 from settle.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
+from services.common.errors import Unimplemented, Validator
 from services.common.money import Money
+from services.ledger import export
+from services.ledger.adapters.journal_export_db import JournalExportReader
 from services.ledger.domain import PostedEntry
 from services.ledger.service import LedgerService
+
+_EXPORT_FORMATS = frozenset(
+    {ledger_pb2.ExportJournalRequest.FORMAT_UNSPECIFIED, ledger_pb2.ExportJournalRequest.FORMAT_HLEDGER}
+)
+# google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+_MIN_TIMESTAMP_SECONDS, _MAX_TIMESTAMP_SECONDS = -62_135_596_800, 253_402_300_799
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _money(money: Money) -> MoneyMessage:
@@ -31,9 +43,52 @@ def _entry_message(posted: PostedEntry) -> ledger_pb2.JournalEntry:
     )
 
 
+def _bound(timestamp: Timestamp) -> datetime:
+    """The bound in PostgreSQL's microseconds, rounded UP: an entry at t µs is at or after `from` iff
+    t >= ceil(from), and before `to` iff t < ceil(to), so [from, to) stays exact at any precision."""
+    microseconds = -(-timestamp.nanos // 1000)
+    try:
+        return _EPOCH + timedelta(seconds=timestamp.seconds, microseconds=microseconds)
+    except OverflowError:  # within the last microsecond of year 9999: no entry is that late
+        return datetime.max.replace(tzinfo=UTC)
+
+
+def _nanos(timestamp: Timestamp) -> int:
+    return timestamp.seconds * 1_000_000_000 + timestamp.nanos
+
+
+def _time_bound(
+    validator: Validator, request: ledger_pb2.ExportJournalRequest, field: Literal["from_time", "to_time"]
+) -> datetime | None:
+    if not request.HasField(field):
+        return None
+    timestamp: Timestamp = getattr(request, field)
+    in_range = _MIN_TIMESTAMP_SECONDS <= timestamp.seconds <= _MAX_TIMESTAMP_SECONDS
+    if not in_range or not 0 <= timestamp.nanos <= 999_999_999:
+        validator.add(field, "must be a timestamp from 0001-01-01 to 9999-12-31 with nanos from 0 to 999999999")
+        return None
+    return _bound(timestamp)
+
+
+def export_period(request: ledger_pb2.ExportJournalRequest) -> export.Period:
+    """The validated period of an export request; raises InvalidArgument naming every bad field."""
+    validator = Validator()
+    if request.format not in _EXPORT_FORMATS:
+        validator.add("format", f"must be FORMAT_HLEDGER or FORMAT_UNSPECIFIED (got {request.format})")
+    start = _time_bound(validator, request, "from_time")
+    end = _time_bound(validator, request, "to_time")
+    # Compared as sent, not as rounded to microseconds: to_time must be strictly later than from_time.
+    if start is not None and end is not None and _nanos(request.to_time) <= _nanos(request.from_time):
+        validator.add("to_time", "must be after from_time (the period is [from_time, to_time))")
+    validator.raise_if_any()
+    return export.Period(start, end)
+
+
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
-    def __init__(self, ledger: LedgerService) -> None:
+    def __init__(self, ledger: LedgerService, journal_exports: JournalExportReader | None = None) -> None:
         self._ledger = ledger
+        # Optional so that a process built without it still serves every other method.
+        self._journal_exports = journal_exports
 
     async def GetAccountBalance(  # noqa: N802 - the name gRPC dispatches to
         self, request: ledger_pb2.GetAccountBalanceRequest, context: Any
@@ -60,3 +115,16 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             totals=[_money(total) for total in trial.totals],
             balanced=trial.balanced,
         )
+
+    async def ExportJournal(  # noqa: N802 - the name gRPC dispatches to
+        self, request: ledger_pb2.ExportJournalRequest, context: Any
+    ) -> AsyncIterator[ledger_pb2.ExportJournalChunk]:
+        period = export_period(request)
+        if self._journal_exports is None:
+            raise Unimplemented("ExportJournal is not enabled in this ledger process", reason="EXPORT_NOT_ENABLED")
+        # One chunk per batch keeps messages far below gRPC's 4 MiB default and ends each chunk at a
+        # transaction boundary; gRPC's flow control paces the reads to the client.
+        async with self._journal_exports.snapshot() as journal:
+            yield ledger_pb2.ExportJournalChunk(text=export.preamble(await journal.currencies(), period))
+            async for batch in journal.batches(period):
+                yield ledger_pb2.ExportJournalChunk(text=export.transactions(batch), entry_count=len(batch))

@@ -11,6 +11,7 @@ from services.common.config import load_settings
 from services.common.logs import configure_logging
 from services.common.platform import Platform
 from services.common.runtime import ServiceProcess
+from services.ledger.adapters.journal_export_db import JournalExportReader
 from services.ledger.config import LedgerSettings
 from services.ledger.entrypoints.consumer import TOPICS, OutcomesHandler
 from services.ledger.entrypoints.grpc import LedgerServicer
@@ -21,7 +22,12 @@ log = logging.getLogger(__name__)
 SERVICE = "ledger"
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
 _READERS = frozenset({"finance", "admin"})
-SCOPES = {"GetAccountBalance": _READERS, "ListEntries": _READERS, "TrialBalance": _READERS}
+SCOPES = {
+    "GetAccountBalance": _READERS,
+    "ListEntries": _READERS,
+    "TrialBalance": _READERS,
+    "ExportJournal": _READERS,
+}
 
 
 async def create_service(settings: LedgerSettings) -> tuple[ServiceProcess, int]:
@@ -29,9 +35,16 @@ async def create_service(settings: LedgerSettings) -> tuple[ServiceProcess, int]
     platform = Platform.create(SERVICE, settings)
     await platform.start()
     ledger = LedgerService(platform.engine)
+    servicer = LedgerServicer(ledger, JournalExportReader(platform.engine))
     platform.add_consumer("outcomes", TOPICS, OutcomesHandler(ledger))
     return platform.build_process(
-        registrations=[(ledger_pb2_grpc.add_LedgerServiceServicer_to_server, LedgerServicer(ledger), SERVICE_NAME)],
+        registrations=[
+            (
+                ledger_pb2_grpc.add_LedgerServiceServicer_to_server,
+                servicer,
+                SERVICE_NAME,
+            )
+        ],
         scopes=SCOPES,
     )
 

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from settle.common.v1 import money_pb2 as _money_pb2
 import builtins as _builtins
 import sys
@@ -272,3 +273,94 @@ class TrialBalanceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrialBalanceResponse: _TypeAlias = TrialBalanceResponse  # noqa: Y015
+
+@_typing.final
+class ExportJournalRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Format:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _FormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ExportJournalRequest._Format.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        FORMAT_UNSPECIFIED: ExportJournalRequest._Format.ValueType  # 0
+        """Not set: means FORMAT_HLEDGER."""
+        FORMAT_HLEDGER: ExportJournalRequest._Format.ValueType  # 1
+        """An hledger journal (https://hledger.org/hledger.html#journal): `commodity` directives for
+        every currency the ledger has booked, then one transaction per entry dated by its posting
+        time in UTC, with the entry id, kind, payment order id, cause event id and posting time as
+        tags; accounts under assets, liabilities, revenues, expenses (or `unmapped` for an account
+        the exporter does not know), amounts in major units at the currency's ISO 4217 exponent.
+        """
+
+    class Format(_Format, metaclass=_FormatEnumTypeWrapper):
+        """A plain-text accounting format."""
+
+    FORMAT_UNSPECIFIED: ExportJournalRequest.Format.ValueType  # 0
+    """Not set: means FORMAT_HLEDGER."""
+    FORMAT_HLEDGER: ExportJournalRequest.Format.ValueType  # 1
+    """An hledger journal (https://hledger.org/hledger.html#journal): `commodity` directives for
+    every currency the ledger has booked, then one transaction per entry dated by its posting
+    time in UTC, with the entry id, kind, payment order id, cause event id and posting time as
+    tags; accounts under assets, liabilities, revenues, expenses (or `unmapped` for an account
+    the exporter does not know), amounts in major units at the currency's ISO 4217 exponent.
+    """
+
+    FORMAT_FIELD_NUMBER: _builtins.int
+    FROM_TIME_FIELD_NUMBER: _builtins.int
+    TO_TIME_FIELD_NUMBER: _builtins.int
+    format: Global___ExportJournalRequest.Format.ValueType
+    """The format of the text; unspecified means FORMAT_HLEDGER."""
+    @_builtins.property
+    def from_time(self) -> _timestamp_pb2.Timestamp:
+        """When set, only entries posted at or after this time."""
+
+    @_builtins.property
+    def to_time(self) -> _timestamp_pb2.Timestamp:
+        """When set, only entries posted before this time; must be after `from_time` when both are set."""
+
+    def __init__(
+        self,
+        *,
+        format: Global___ExportJournalRequest.Format.ValueType = ...,
+        from_time: _timestamp_pb2.Timestamp | None = ...,
+        to_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["from_time", b"from_time", "to_time", b"to_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "from_time", b"from_time", "to_time", b"to_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportJournalRequest: _TypeAlias = ExportJournalRequest  # noqa: Y015
+
+@_typing.final
+class ExportJournalChunk(_message.Message):
+    """A piece of an exported journal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    ENTRY_COUNT_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """UTF-8 text; the chunks of an export concatenated in order are the whole file. A chunk ends at a
+    transaction boundary.
+    """
+    entry_count: _builtins.int
+    """How many journal entries (transactions) this chunk holds; the first chunk holds the directives
+    only.
+    """
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        entry_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_count", b"entry_count", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportJournalChunk: _TypeAlias = ExportJournalChunk  # noqa: Y015

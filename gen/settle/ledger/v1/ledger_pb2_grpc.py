@@ -50,6 +50,11 @@ class LedgerServiceStub:
                 request_serializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.TrialBalanceRequest.SerializeToString,
                 response_deserializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.TrialBalanceResponse.FromString,
                 _registered_method=True)
+        self.ExportJournal = channel.unary_stream(
+                '/settle.ledger.v1.LedgerService/ExportJournal',
+                request_serializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.ExportJournalRequest.SerializeToString,
+                response_deserializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.ExportJournalChunk.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -80,6 +85,20 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportJournal(self, request, context):
+        """Exports the journal as plain-text accounting, one transaction per journal entry in journal
+        order, streamed as chunks of text to be concatenated in order. The whole export reads one
+        database snapshot: entries posted while it streams are not in it.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED (BadRequest names each field: an unknown `format`,
+        a timestamp out of range, `to_time` not after `from_time`); mid-stream, and never expected
+        (the database enforces double entry, the services accept only currencies of known exponent):
+        FAILED_PRECONDITION/LEDGER_ENTRY_UNBALANCED, FAILED_PRECONDITION/CURRENCY_EXPONENT_UNKNOWN.
+        A failed export is incomplete: discard what was received.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +116,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.TrialBalance,
                     request_deserializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.TrialBalanceRequest.FromString,
                     response_serializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.TrialBalanceResponse.SerializeToString,
+            ),
+            'ExportJournal': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportJournal,
+                    request_deserializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.ExportJournalRequest.FromString,
+                    response_serializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.ExportJournalChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +205,33 @@ class LedgerService:
             '/settle.ledger.v1.LedgerService/TrialBalance',
             settle_dot_ledger_dot_v1_dot_ledger__pb2.TrialBalanceRequest.SerializeToString,
             settle_dot_ledger_dot_v1_dot_ledger__pb2.TrialBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportJournal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/settle.ledger.v1.LedgerService/ExportJournal',
+            settle_dot_ledger_dot_v1_dot_ledger__pb2.ExportJournalRequest.SerializeToString,
+            settle_dot_ledger_dot_v1_dot_ledger__pb2.ExportJournalChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,16 @@ class LedgerServiceStub:
     """
     TrialBalance: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.TrialBalanceRequest, _ledger_pb2.TrialBalanceResponse]
     """Returns every account balance and the total per currency, which is always zero."""
+    ExportJournal: _grpc.UnaryStreamMultiCallable[_ledger_pb2.ExportJournalRequest, _ledger_pb2.ExportJournalChunk]
+    """Exports the journal as plain-text accounting, one transaction per journal entry in journal
+    order, streamed as chunks of text to be concatenated in order. The whole export reads one
+    database snapshot: entries posted while it streams are not in it.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED (BadRequest names each field: an unknown `format`,
+    a timestamp out of range, `to_time` not after `from_time`); mid-stream, and never expected
+    (the database enforces double entry, the services accept only currencies of known exponent):
+    FAILED_PRECONDITION/LEDGER_ENTRY_UNBALANCED, FAILED_PRECONDITION/CURRENCY_EXPONENT_UNKNOWN.
+    A failed export is incomplete: discard what was received.
+    """
 
 @_typing.type_check_only
 class LedgerServiceAsyncStub(LedgerServiceStub):
@@ -61,6 +71,16 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """
     TrialBalance: _aio.UnaryUnaryMultiCallable[_ledger_pb2.TrialBalanceRequest, _ledger_pb2.TrialBalanceResponse]  # type: ignore[assignment]
     """Returns every account balance and the total per currency, which is always zero."""
+    ExportJournal: _aio.UnaryStreamMultiCallable[_ledger_pb2.ExportJournalRequest, _ledger_pb2.ExportJournalChunk]  # type: ignore[assignment]
+    """Exports the journal as plain-text accounting, one transaction per journal entry in journal
+    order, streamed as chunks of text to be concatenated in order. The whole export reads one
+    database snapshot: entries posted while it streams are not in it.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED (BadRequest names each field: an unknown `format`,
+    a timestamp out of range, `to_time` not after `from_time`); mid-stream, and never expected
+    (the database enforces double entry, the services accept only currencies of known exponent):
+    FAILED_PRECONDITION/LEDGER_ENTRY_UNBALANCED, FAILED_PRECONDITION/CURRENCY_EXPONENT_UNKNOWN.
+    A failed export is incomplete: discard what was received.
+    """
 
 class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     """LedgerService is read by finance (scope `finance`)."""
@@ -93,5 +113,21 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.TrialBalanceResponse, _abc.Awaitable[_ledger_pb2.TrialBalanceResponse]]:
         """Returns every account balance and the total per currency, which is always zero."""
+
+    @_abc_1.abstractmethod
+    def ExportJournal(
+        self,
+        request: _ledger_pb2.ExportJournalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ledger_pb2.ExportJournalChunk], _abc.AsyncIterator[_ledger_pb2.ExportJournalChunk]]:
+        """Exports the journal as plain-text accounting, one transaction per journal entry in journal
+        order, streamed as chunks of text to be concatenated in order. The whole export reads one
+        database snapshot: entries posted while it streams are not in it.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED (BadRequest names each field: an unknown `format`,
+        a timestamp out of range, `to_time` not after `from_time`); mid-stream, and never expected
+        (the database enforces double entry, the services accept only currencies of known exponent):
+        FAILED_PRECONDITION/LEDGER_ENTRY_UNBALANCED, FAILED_PRECONDITION/CURRENCY_EXPONENT_UNKNOWN.
+        A failed export is incomplete: discard what was received.
+        """
 
 def add_LedgerServiceServicer_to_server(servicer: LedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
