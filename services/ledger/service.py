@@ -19,6 +19,7 @@ from services.common.succeeded_orders import SucceededOrder
 from services.common.succeeded_refunds import SucceededRefund
 from services.ledger.adapters import db
 from services.ledger.domain import (
+    JournalEntry,
     PostedEntry,
     TrialBalance,
     payment_order_succeeded_entry,
@@ -65,11 +66,7 @@ class LedgerService:
         """Posts DR psp_receivable / CR seller_payable per order, once per order and cause event, in
         `connection`'s transaction, with one `ledger.entry.posted` per entry in the outbox."""
         entries = [payment_order_succeeded_entry(order, uuid.uuid4()) for order in orders]
-        posted = await db.post_entries(connection, entries)
-        await outbox.append(connection, [entry_posted(entry) for entry in posted])
-        if len(posted) < len(entries):
-            log.info("ledger: %d of %d orders were already posted", len(entries) - len(posted), len(entries))
-        return posted
+        return await self._post(connection, entries, "orders")
 
     async def record_refunds(
         self, connection: AsyncConnection, refunds: Sequence[SucceededRefund]
@@ -77,10 +74,14 @@ class LedgerService:
         """Posts DR seller_payable / CR psp_receivable per refund, once per refund, in `connection`'s
         transaction, with one `ledger.entry.posted` per entry in the outbox."""
         entries = [refund_succeeded_entry(refund, uuid.uuid4()) for refund in refunds]
+        return await self._post(connection, entries, "refunds")
+
+    @staticmethod
+    async def _post(connection: AsyncConnection, entries: Sequence[JournalEntry], what: str) -> list[PostedEntry]:
         posted = await db.post_entries(connection, entries)
         await outbox.append(connection, [entry_posted(entry) for entry in posted])
         if len(posted) < len(entries):
-            log.info("ledger: %d of %d refunds were already posted", len(entries) - len(posted), len(entries))
+            log.info("ledger: %d of %d %s were already posted", len(entries) - len(posted), len(entries), what)
         return posted
 
     async def get_account_balance(self, account: str, currency: str) -> Money:

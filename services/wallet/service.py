@@ -47,19 +47,21 @@ class WalletService:
         A sale whose order was already credited (a replay, or the same order under another event id)
         changes nothing and emits nothing.
         """
-        entries = await db.credit_sales(connection, sales)
-        await outbox.append(connection, [balance_updated(entry) for entry in entries])
-        if len(entries) < len(sales):
-            log.info("wallet: %d of %d sales were already credited", len(sales) - len(entries), len(sales))
-        return entries
+        return await self._announce(connection, await db.credit_sales(connection, sales), len(sales), "sales")
 
     async def record_refunds(self, connection: AsyncConnection, refunds: Sequence[RefundDebit]) -> list[BalanceEntry]:
         """Debits each refund from its seller's available balance, once per refund, and records one
         `wallet.balance.updated` per debited refund in the outbox."""
-        entries = await db.debit_refunds(connection, refunds)
+        return await self._announce(connection, await db.debit_refunds(connection, refunds), len(refunds), "refunds")
+
+    @staticmethod
+    async def _announce(
+        connection: AsyncConnection, entries: list[BalanceEntry], asked: int, what: str
+    ) -> list[BalanceEntry]:
+        """One `wallet.balance.updated` per entry written, in the outbox of the same transaction."""
         await outbox.append(connection, [balance_updated(entry) for entry in entries])
-        if len(entries) < len(refunds):
-            log.info("wallet: %d of %d refunds were already debited", len(refunds) - len(entries), len(refunds))
+        if len(entries) < asked:
+            log.info("wallet: %d of %d %s were already applied", asked - len(entries), asked, what)
         return entries
 
     async def get_balance(self, seller_id: str, currency: str) -> Balance:
