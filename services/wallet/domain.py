@@ -35,6 +35,8 @@ class EntryKind(StrEnum):
     SALE = "sale"
     # A succeeded refund debited from the seller's available bucket (once per refund).
     REFUND = "refund"
+    # A sale moved from pending to available after its hold period (two entries, once per order).
+    RELEASE = "release"
 
 
 # The wallet's name for a succeeded payment order: credited to its seller's pending balance exactly once.

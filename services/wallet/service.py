@@ -54,6 +54,13 @@ class WalletService:
         `wallet.balance.updated` per debited refund in the outbox."""
         return await self._announce(connection, await db.debit_refunds(connection, refunds), len(refunds), "refunds")
 
+    async def release_due(self, *, delay_s: int, limit: int) -> list[BalanceEntry]:
+        """Moves sales held at least `delay_s` from pending to available (one transaction, at most
+        `limit` sales), with their `wallet.balance.updated` events."""
+        async with self._engine.begin() as connection:
+            entries = await db.release_due(connection, delay_s=delay_s, limit=limit)
+            return await self._announce(connection, entries, len(entries), "release entries")
+
     @staticmethod
     async def _announce(
         connection: AsyncConnection, entries: list[BalanceEntry], asked: int, what: str

@@ -189,3 +189,28 @@ async def test_a_refund_is_debited_from_available_once_and_a_debt_shows_as_negat
                 {"id": uuid.uuid4(), "s": seller_id, "order": charged.payment_order_id, "refund": uuid.uuid4(),
                  "event": uuid.uuid4()},
             )  # fmt: skip
+
+
+async def test_a_sale_is_released_to_available_once_after_its_hold_and_covers_a_refund_debt(
+    engines: dict[str, AsyncEngine], unique: str
+) -> None:
+    engine, seller_id = engines["wallet"], f"released-{unique}"
+    wallet = WalletService(engine)
+    charged = sale(seller_id, 2_600)
+    assert await record(engine, [charged]) == 1
+    await _debit(
+        engine, [RefundDebit(uuid.uuid4(), charged.payment_order_id, seller_id, Money(1_000, "USD"), uuid.uuid4())]
+    )
+    await wallet.release_due(delay_s=3_600, limit=100_000)  # held for an hour: nothing of this seller moves
+    assert (await wallet.get_balance(seller_id, "USD")).pending_minor == 2_600
+
+    released = [e for e in await wallet.release_due(delay_s=0, limit=100_000) if e.seller_id == seller_id]
+    assert sorted((e.bucket.value, e.amount.amount_minor, e.kind) for e in released) == [
+        ("available", 2_600, "release"),
+        ("pending", -2_600, "release"),
+    ]
+    again = await wallet.release_due(delay_s=0, limit=100_000)
+    assert [e for e in again if e.seller_id == seller_id] == []  # once per order
+    balance = await wallet.get_balance(seller_id, "USD")
+    assert (balance.pending_minor, balance.available_minor) == (0, 1_600)  # the refund debt is covered
+    assert await wallet.find_drift([seller_id]) == []

@@ -66,6 +66,40 @@ SELECT {_ENTRY_COLUMNS} FROM new_entries ORDER BY seq
 """)
 
 
+# Sales held at least `delay` and not released yet become two entries each (pending -x, available +x)
+# under one deterministic cause id per order, summed into the balances in seller order. A concurrent
+# run releasing the same sales inserts nothing (the unique index), so it moves nothing either.
+_RELEASE_DUE = text(f"""
+WITH due AS (
+    SELECT s.seller_id, s.currency, s.amount_minor, s.payment_order_id
+    FROM balance_entries s
+    WHERE s.kind = 'sale' AND s.created_at <= now() - make_interval(secs => :delay_s)
+      AND NOT EXISTS (SELECT 1 FROM balance_entries r
+                      WHERE r.kind = 'release' AND r.payment_order_id = s.payment_order_id)
+    ORDER BY s.created_at LIMIT :limit
+), new_entries AS (
+    INSERT INTO balance_entries
+        (entry_id, seller_id, currency, bucket, amount_minor, kind, payment_order_id, event_id)
+    SELECT gen_random_uuid(), due.seller_id, due.currency, side.bucket, side.sign * due.amount_minor, 'release',
+           due.payment_order_id, CAST(md5('release:' || due.payment_order_id::text) AS uuid)
+    FROM due CROSS JOIN (VALUES ('pending', -1), ('available', 1)) AS side(bucket, sign)
+    ORDER BY due.payment_order_id, side.bucket
+    ON CONFLICT DO NOTHING
+    RETURNING {_ENTRY_COLUMNS}
+), moved AS (
+    UPDATE balances AS b
+    SET pending_minor = b.pending_minor + m.pending, available_minor = b.available_minor + m.available,
+        updated_at = now()
+    FROM (SELECT seller_id, currency,
+                 sum(amount_minor) FILTER (WHERE bucket = 'pending') AS pending,
+                 sum(amount_minor) FILTER (WHERE bucket = 'available') AS available
+          FROM new_entries GROUP BY seller_id, currency) AS m
+    WHERE b.seller_id = m.seller_id AND b.currency = m.currency
+)
+SELECT {_ENTRY_COLUMNS} FROM new_entries ORDER BY seq
+""")
+
+
 def _entry(row: Any) -> BalanceEntry:
     return BalanceEntry(
         seq=row.seq,
@@ -118,6 +152,12 @@ async def debit_refunds(connection: AsyncConnection, refunds: Sequence[RefundDeb
             "event_ids": [refund.event_id for refund in ordered],
         },
     )
+    return [_entry(row) for row in result]
+
+
+async def release_due(connection: AsyncConnection, *, delay_s: int, limit: int) -> list[BalanceEntry]:
+    """Releases up to `limit` sales held at least `delay_s`; returns the entries written (two per sale)."""
+    result = await connection.execute(_RELEASE_DUE, {"delay_s": delay_s, "limit": limit})
     return [_entry(row) for row in result]
 
 

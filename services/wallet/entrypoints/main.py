@@ -10,10 +10,11 @@ from settle.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from services.common.config import load_settings
 from services.common.logs import configure_logging
 from services.common.platform import Platform
-from services.common.runtime import ServiceProcess
+from services.common.runtime import BackgroundLoop, ServiceProcess
 from services.wallet.config import WalletSettings
 from services.wallet.entrypoints.consumer import TOPICS, OutcomesHandler
 from services.wallet.entrypoints.grpc import WalletServicer
+from services.wallet.entrypoints.release_loop import ReleaseLoop
 from services.wallet.service import WalletService
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,14 @@ async def create_service(settings: WalletSettings) -> tuple[ServiceProcess, int]
     await platform.start()
     wallet = WalletService(platform.engine)
     platform.add_consumer("outcomes", TOPICS, OutcomesHandler(wallet))
+    release = ReleaseLoop(
+        wallet,
+        delay_s=settings.release_delay_s,
+        interval_s=settings.release_interval_s,
+        batch_size=settings.release_batch_size,
+        on_released=platform.relay.wake,
+    )
+    platform.add_loop(BackgroundLoop("wallet-release", release.run, release.stop))
     return platform.build_process(
         registrations=[(wallet_pb2_grpc.add_WalletServiceServicer_to_server, WalletServicer(wallet), SERVICE_NAME)],
         scopes=SCOPES,
