@@ -100,26 +100,18 @@ async def insert_refund(
     return found
 
 
+_BY_KEY = text(
+    f"SELECT {_COLUMNS} FROM refunds r JOIN payment_orders o ON o.id = r.payment_order_id WHERE r.idempotency_key = :v"
+)
+_BY_ID = text(f"SELECT {_COLUMNS} FROM refunds r JOIN payment_orders o ON o.id = r.payment_order_id WHERE r.id = :v")
+
+
 async def refund_by_key(connection: AsyncConnection, idempotency_key: str) -> tuple[Refund, bytes] | None:
-    row = (
-        await connection.execute(
-            text(
-                f"SELECT {_COLUMNS} FROM refunds r JOIN payment_orders o ON o.id = r.payment_order_id "
-                "WHERE r.idempotency_key = :key"
-            ),
-            {"key": idempotency_key},
-        )
-    ).one_or_none()
+    """The refund made under `idempotency_key`, and the hash of the request that made it."""
+    row = (await connection.execute(_BY_KEY, {"v": idempotency_key})).one_or_none()
     return (_refund_of(row), bytes(row.request_hash)) if row is not None else None
 
 
 async def refund_by_id(connection: AsyncConnection, refund_id: uuid.UUID) -> Refund | None:
-    row = (
-        await connection.execute(
-            text(
-                f"SELECT {_COLUMNS} FROM refunds r JOIN payment_orders o ON o.id = r.payment_order_id WHERE r.id = :id"
-            ),
-            {"id": refund_id},
-        )
-    ).one_or_none()
+    row = (await connection.execute(_BY_ID, {"v": refund_id})).one_or_none()
     return _refund_of(row) if row is not None else None
