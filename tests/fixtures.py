@@ -14,13 +14,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import aiohttp
 import grpc
+import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from google.protobuf.message import Message
 from settle.common.v1.money_pb2 import Money
 from settle.events.v1.events_pb2 import PaymentOrderSucceeded
 from settle.payment.v1 import payment_pb2, payment_pb2_grpc
 
+from psp_sandbox.app import RunningSandbox, start_sandbox
 from services.common.events import PAYMENT_ORDER_SUCCEEDED
 from services.common.infra import Infrastructure
 from services.common.kafka import create_producer
@@ -183,3 +186,17 @@ def create_request(
             for index in range(sellers)
         ],
     )
+
+
+@pytest_asyncio.fixture
+async def sandbox() -> AsyncIterator[RunningSandbox]:
+    """A fresh PSP sandbox on a free port (modules that share one define their own)."""
+    running = await start_sandbox("127.0.0.1", 0)
+    yield running
+    await running.close()
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -23,19 +23,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest_asyncio.fixture
-async def sandbox() -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox("127.0.0.1", 0)
-    yield running
-    await running.close()
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest_asyncio.fixture
 async def client(sandbox: RunningSandbox) -> AsyncIterator[stripe.StripeClient]:
     http_client = stripe.AIOHTTPClient(timeout=5)
     yield stripe.StripeClient(

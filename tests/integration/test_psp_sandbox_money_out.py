@@ -19,19 +19,6 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 @pytest_asyncio.fixture
-async def sandbox() -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox("127.0.0.1", 0)
-    yield running
-    await running.close()
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest_asyncio.fixture
 async def client(sandbox: RunningSandbox) -> AsyncIterator[stripe.StripeClient]:
     async with _SandboxClient(sandbox) as sdk:
         yield sdk

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from psp_sandbox.app import RunningSandbox, start_sandbox
+from psp_sandbox.app import RunningSandbox
 from services.executor.adapters.psp.stripe_gateway import StripeGateway
 from services.executor.psp_port import ChargeRequest, ChargeResult, PspOutcomeUnknown, PspRequestRejected
 
@@ -21,23 +21,10 @@ API_KEY = "sk_test_gateway_secret"
 
 
 @pytest_asyncio.fixture
-async def sandbox() -> AsyncIterator[RunningSandbox]:
-    running = await start_sandbox("127.0.0.1", 0)
-    yield running
-    await running.close()
-
-
-@pytest_asyncio.fixture
 async def gateway(sandbox: RunningSandbox) -> AsyncIterator[StripeGateway]:
     opened = StripeGateway(api_key=API_KEY, api_base=sandbox.url, timeout_s=5.0)
     yield opened
     await opened.close()
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def _request(order_id: str = "po_1", token: str = "pm_card_visa", amount_minor: int = 1250) -> ChargeRequest:
