@@ -15,6 +15,9 @@ PAYMENT_ORDER_FAILED = "payment.order.failed"
 PAYMENT_REFUND_REQUESTED = "payment.refund.requested"
 PAYMENT_REFUND_SUCCEEDED = "payment.refund.succeeded"
 PAYMENT_REFUND_FAILED = "payment.refund.failed"
+PAYOUT_REQUESTED = "payout.requested"
+PAYOUT_PAID = "payout.paid"
+PAYOUT_FAILED = "payout.failed"
 WALLET_BALANCE_UPDATED = "wallet.balance.updated"
 LEDGER_ENTRY_POSTED = "ledger.entry.posted"
 
@@ -27,6 +30,9 @@ PAYLOAD_TYPES: dict[str, type[Message]] = {
     PAYMENT_REFUND_REQUESTED: events_pb2.RefundRequested,
     PAYMENT_REFUND_SUCCEEDED: events_pb2.RefundSucceeded,
     PAYMENT_REFUND_FAILED: events_pb2.RefundFailed,
+    PAYOUT_REQUESTED: events_pb2.PayoutRequested,
+    PAYOUT_PAID: events_pb2.PayoutPaid,
+    PAYOUT_FAILED: events_pb2.PayoutFailed,
     WALLET_BALANCE_UPDATED: events_pb2.WalletBalanceUpdated,
     LEDGER_ENTRY_POSTED: events_pb2.LedgerEntryPosted,
 }

@@ -311,6 +311,146 @@ class RefundFailed(_message.Message):
 Global___RefundFailed: _TypeAlias = RefundFailed  # noqa: Y015
 
 @_typing.final
+class PayoutRequested(_message.Message):
+    """Topic `payout.requested`, key = payout_id. Published by the wallet once a payout has reserved its funds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYOUT_ID_FIELD_NUMBER: _builtins.int
+    SELLER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    payout_id: _builtins.str
+    """The payout; also the PSP idempotency key of the payout."""
+    seller_id: _builtins.str
+    """The seller paid out."""
+    destination: _builtins.str
+    """The seller's bank account at the PSP (e.g. "ba_...")."""
+    batch_id: _builtins.str
+    """The payout batch the payout came in, when it came in one."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The amount to pay out (reserved from the seller's available balance)."""
+
+    @_builtins.property
+    def requested_at(self) -> _timestamp_pb2.Timestamp:
+        """When the wallet accepted the payout."""
+
+    def __init__(
+        self,
+        *,
+        payout_id: _builtins.str = ...,
+        seller_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        destination: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        requested_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "requested_at", b"requested_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "batch_id", b"batch_id", "destination", b"destination", "payout_id", b"payout_id", "requested_at", b"requested_at", "seller_id", b"seller_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayoutRequested: _TypeAlias = PayoutRequested  # noqa: Y015
+
+@_typing.final
+class PayoutPaid(_message.Message):
+    """Topic `payout.paid`, key = payout_id. Published by the executor once the PSP paid the payout."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYOUT_ID_FIELD_NUMBER: _builtins.int
+    SELLER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    PSP_REFERENCE_FIELD_NUMBER: _builtins.int
+    PAID_AT_FIELD_NUMBER: _builtins.int
+    payout_id: _builtins.str
+    """The payout."""
+    seller_id: _builtins.str
+    """The seller paid out."""
+    destination: _builtins.str
+    """The seller's bank account."""
+    psp_reference: _builtins.str
+    """The PSP's reference of the payout."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The amount paid."""
+
+    @_builtins.property
+    def paid_at(self) -> _timestamp_pb2.Timestamp:
+        """When the PSP paid."""
+
+    def __init__(
+        self,
+        *,
+        payout_id: _builtins.str = ...,
+        seller_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        destination: _builtins.str = ...,
+        psp_reference: _builtins.str = ...,
+        paid_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "paid_at", b"paid_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "destination", b"destination", "paid_at", b"paid_at", "payout_id", b"payout_id", "psp_reference", b"psp_reference", "seller_id", b"seller_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayoutPaid: _TypeAlias = PayoutPaid  # noqa: Y015
+
+@_typing.final
+class PayoutFailed(_message.Message):
+    """Topic `payout.failed`, key = payout_id. Published by the executor once the PSP (or the bank) refused."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYOUT_ID_FIELD_NUMBER: _builtins.int
+    SELLER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    PSP_REFERENCE_FIELD_NUMBER: _builtins.int
+    FAILURE_CODE_FIELD_NUMBER: _builtins.int
+    FAILURE_MESSAGE_FIELD_NUMBER: _builtins.int
+    payout_id: _builtins.str
+    """The payout; nothing was paid and its funds go back to the seller's available balance."""
+    seller_id: _builtins.str
+    """The seller."""
+    destination: _builtins.str
+    """The seller's bank account."""
+    psp_reference: _builtins.str
+    """The PSP's reference of the payout, when the PSP created one."""
+    failure_code: _builtins.str
+    """The PSP's or bank's failure code, e.g. "account_closed"."""
+    failure_message: _builtins.str
+    """A human-readable explanation."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The amount that was not paid."""
+
+    def __init__(
+        self,
+        *,
+        payout_id: _builtins.str = ...,
+        seller_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        destination: _builtins.str = ...,
+        psp_reference: _builtins.str = ...,
+        failure_code: _builtins.str = ...,
+        failure_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "destination", b"destination", "failure_code", b"failure_code", "failure_message", b"failure_message", "payout_id", b"payout_id", "psp_reference", b"psp_reference", "seller_id", b"seller_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayoutFailed: _TypeAlias = PayoutFailed  # noqa: Y015
+
+@_typing.final
 class WalletBalanceUpdated(_message.Message):
     """Topic `wallet.balance.updated`, key = seller_id. Published by the wallet after each balance change."""
 
@@ -324,6 +464,8 @@ class WalletBalanceUpdated(_message.Message):
     RESERVED_DELTA_MINOR_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     CAUSE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    PAYOUT_ID_FIELD_NUMBER: _builtins.int
     seller_id: _builtins.str
     """The seller whose balance changed."""
     currency: _builtins.str
@@ -337,9 +479,15 @@ class WalletBalanceUpdated(_message.Message):
     reserved_delta_minor: _builtins.int
     """The signed change of the reserved bucket, in minor units."""
     kind: _builtins.str
-    """Why the balance changed: "sale"."""
+    """Why the balance changed: "sale", "refund", "release", "payout_reserved", "payout_paid",
+    "payout_returned".
+    """
     cause_event_id: _builtins.str
     """The id of the event that caused the change."""
+    refund_id: _builtins.str
+    """The refund that caused the change, when there is one."""
+    payout_id: _builtins.str
+    """The payout that caused the change, when there is one."""
     def __init__(
         self,
         *,
@@ -351,10 +499,12 @@ class WalletBalanceUpdated(_message.Message):
         reserved_delta_minor: _builtins.int = ...,
         kind: _builtins.str = ...,
         cause_event_id: _builtins.str = ...,
+        refund_id: _builtins.str = ...,
+        payout_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_delta_minor", b"available_delta_minor", "cause_event_id", b"cause_event_id", "currency", b"currency", "kind", b"kind", "payment_order_id", b"payment_order_id", "pending_delta_minor", b"pending_delta_minor", "reserved_delta_minor", b"reserved_delta_minor", "seller_id", b"seller_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_delta_minor", b"available_delta_minor", "cause_event_id", b"cause_event_id", "currency", b"currency", "kind", b"kind", "payment_order_id", b"payment_order_id", "payout_id", b"payout_id", "pending_delta_minor", b"pending_delta_minor", "refund_id", b"refund_id", "reserved_delta_minor", b"reserved_delta_minor", "seller_id", b"seller_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

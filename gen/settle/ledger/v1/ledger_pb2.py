@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from settle.common.v1 import money_pb2 as settle_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsettle/ledger/v1/ledger.proto\x12\x10settle.ledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csettle/common/v1/money.proto\"C\n\x07Posting\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\'\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x17.settle.common.v1.Money\"\xb8\x01\n\x0cJournalEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x18\n\x10payment_order_id\x18\x03 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\x12+\n\x08postings\x18\x05 \x03(\x0b\x32\x19.settle.ledger.v1.Posting\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"=\n\x18GetAccountBalanceRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"V\n\x19GetAccountBalanceResponse\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12(\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x17.settle.common.v1.Money\"U\n\x12ListEntriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x18\n\x10payment_order_id\x18\x03 \x01(\t\"_\n\x13ListEntriesResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.settle.ledger.v1.JournalEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x15\n\x13TrialBalanceRequest\"K\n\x0e\x41\x63\x63ountBalance\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12(\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x17.settle.common.v1.Money\"\x85\x01\n\x14TrialBalanceResponse\x12\x32\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32 .settle.ledger.v1.AccountBalance\x12\'\n\x06totals\x18\x02 \x03(\x0b\x32\x17.settle.common.v1.Money\x12\x10\n\x08\x62\x61lanced\x18\x03 \x01(\x08\"\xe7\x01\n\x14\x45xportJournalRequest\x12=\n\x06\x66ormat\x18\x01 \x01(\x0e\x32-.settle.ledger.v1.ExportJournalRequest.Format\x12-\n\tfrom_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"4\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46ORMAT_HLEDGER\x10\x01\"7\n\x12\x45xportJournalChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0b\x65ntry_count\x18\x02 \x01(\x05\x32\x99\x03\n\rLedgerService\x12l\n\x11GetAccountBalance\x12*.settle.ledger.v1.GetAccountBalanceRequest\x1a+.settle.ledger.v1.GetAccountBalanceResponse\x12Z\n\x0bListEntries\x12$.settle.ledger.v1.ListEntriesRequest\x1a%.settle.ledger.v1.ListEntriesResponse\x12]\n\x0cTrialBalance\x12%.settle.ledger.v1.TrialBalanceRequest\x1a&.settle.ledger.v1.TrialBalanceResponse\x12_\n\rExportJournal\x12&.settle.ledger.v1.ExportJournalRequest\x1a$.settle.ledger.v1.ExportJournalChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsettle/ledger/v1/ledger.proto\x12\x10settle.ledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csettle/common/v1/money.proto\"C\n\x07Posting\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\'\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x17.settle.common.v1.Money\"\x87\x02\n\x0cJournalEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x18\n\x10payment_order_id\x18\x03 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\x12+\n\x08postings\x18\x05 \x03(\x0b\x32\x19.settle.ledger.v1.Posting\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\trefund_id\x18\x07 \x01(\t\x12\x11\n\tpayout_id\x18\x08 \x01(\t\x12\x19\n\x11reverses_entry_id\x18\t \x01(\t\x12\x0c\n\x04memo\x18\n \x01(\t\"=\n\x18GetAccountBalanceRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"V\n\x19GetAccountBalanceResponse\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12(\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x17.settle.common.v1.Money\"U\n\x12ListEntriesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x18\n\x10payment_order_id\x18\x03 \x01(\t\"_\n\x13ListEntriesResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.settle.ledger.v1.JournalEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x15\n\x13TrialBalanceRequest\"K\n\x0e\x41\x63\x63ountBalance\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12(\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x17.settle.common.v1.Money\"\x85\x01\n\x14TrialBalanceResponse\x12\x32\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32 .settle.ledger.v1.AccountBalance\x12\'\n\x06totals\x18\x02 \x03(\x0b\x32\x17.settle.common.v1.Money\x12\x10\n\x08\x62\x61lanced\x18\x03 \x01(\x08\"\xe7\x01\n\x14\x45xportJournalRequest\x12=\n\x06\x66ormat\x18\x01 \x01(\x0e\x32-.settle.ledger.v1.ExportJournalRequest.Format\x12-\n\tfrom_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"4\n\x06\x46ormat\x12\x16\n\x12\x46ORMAT_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46ORMAT_HLEDGER\x10\x01\"7\n\x12\x45xportJournalChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0b\x65ntry_count\x18\x02 \x01(\x05\"z\n\x11PostPspFeeRequest\x12\'\n\x06\x61mount\x18\x01 \x01(\x0b\x32\x17.settle.common.v1.Money\x12\x15\n\rpsp_reference\x18\x02 \x01(\t\x12\x0c\n\x04memo\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"7\n\x13ReverseEntryRequest\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xc3\x04\n\rLedgerService\x12l\n\x11GetAccountBalance\x12*.settle.ledger.v1.GetAccountBalanceRequest\x1a+.settle.ledger.v1.GetAccountBalanceResponse\x12Z\n\x0bListEntries\x12$.settle.ledger.v1.ListEntriesRequest\x1a%.settle.ledger.v1.ListEntriesResponse\x12]\n\x0cTrialBalance\x12%.settle.ledger.v1.TrialBalanceRequest\x1a&.settle.ledger.v1.TrialBalanceResponse\x12_\n\rExportJournal\x12&.settle.ledger.v1.ExportJournalRequest\x1a$.settle.ledger.v1.ExportJournalChunk0\x01\x12Q\n\nPostPspFee\x12#.settle.ledger.v1.PostPspFeeRequest\x1a\x1e.settle.ledger.v1.JournalEntry\x12U\n\x0cReverseEntry\x12%.settle.ledger.v1.ReverseEntryRequest\x1a\x1e.settle.ledger.v1.JournalEntryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,27 +36,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POSTING']._serialized_start=114
   _globals['_POSTING']._serialized_end=181
   _globals['_JOURNALENTRY']._serialized_start=184
-  _globals['_JOURNALENTRY']._serialized_end=368
-  _globals['_GETACCOUNTBALANCEREQUEST']._serialized_start=370
-  _globals['_GETACCOUNTBALANCEREQUEST']._serialized_end=431
-  _globals['_GETACCOUNTBALANCERESPONSE']._serialized_start=433
-  _globals['_GETACCOUNTBALANCERESPONSE']._serialized_end=519
-  _globals['_LISTENTRIESREQUEST']._serialized_start=521
-  _globals['_LISTENTRIESREQUEST']._serialized_end=606
-  _globals['_LISTENTRIESRESPONSE']._serialized_start=608
-  _globals['_LISTENTRIESRESPONSE']._serialized_end=703
-  _globals['_TRIALBALANCEREQUEST']._serialized_start=705
-  _globals['_TRIALBALANCEREQUEST']._serialized_end=726
-  _globals['_ACCOUNTBALANCE']._serialized_start=728
-  _globals['_ACCOUNTBALANCE']._serialized_end=803
-  _globals['_TRIALBALANCERESPONSE']._serialized_start=806
-  _globals['_TRIALBALANCERESPONSE']._serialized_end=939
-  _globals['_EXPORTJOURNALREQUEST']._serialized_start=942
-  _globals['_EXPORTJOURNALREQUEST']._serialized_end=1173
-  _globals['_EXPORTJOURNALREQUEST_FORMAT']._serialized_start=1121
-  _globals['_EXPORTJOURNALREQUEST_FORMAT']._serialized_end=1173
-  _globals['_EXPORTJOURNALCHUNK']._serialized_start=1175
-  _globals['_EXPORTJOURNALCHUNK']._serialized_end=1230
-  _globals['_LEDGERSERVICE']._serialized_start=1233
-  _globals['_LEDGERSERVICE']._serialized_end=1642
+  _globals['_JOURNALENTRY']._serialized_end=447
+  _globals['_GETACCOUNTBALANCEREQUEST']._serialized_start=449
+  _globals['_GETACCOUNTBALANCEREQUEST']._serialized_end=510
+  _globals['_GETACCOUNTBALANCERESPONSE']._serialized_start=512
+  _globals['_GETACCOUNTBALANCERESPONSE']._serialized_end=598
+  _globals['_LISTENTRIESREQUEST']._serialized_start=600
+  _globals['_LISTENTRIESREQUEST']._serialized_end=685
+  _globals['_LISTENTRIESRESPONSE']._serialized_start=687
+  _globals['_LISTENTRIESRESPONSE']._serialized_end=782
+  _globals['_TRIALBALANCEREQUEST']._serialized_start=784
+  _globals['_TRIALBALANCEREQUEST']._serialized_end=805
+  _globals['_ACCOUNTBALANCE']._serialized_start=807
+  _globals['_ACCOUNTBALANCE']._serialized_end=882
+  _globals['_TRIALBALANCERESPONSE']._serialized_start=885
+  _globals['_TRIALBALANCERESPONSE']._serialized_end=1018
+  _globals['_EXPORTJOURNALREQUEST']._serialized_start=1021
+  _globals['_EXPORTJOURNALREQUEST']._serialized_end=1252
+  _globals['_EXPORTJOURNALREQUEST_FORMAT']._serialized_start=1200
+  _globals['_EXPORTJOURNALREQUEST_FORMAT']._serialized_end=1252
+  _globals['_EXPORTJOURNALCHUNK']._serialized_start=1254
+  _globals['_EXPORTJOURNALCHUNK']._serialized_end=1309
+  _globals['_POSTPSPFEEREQUEST']._serialized_start=1311
+  _globals['_POSTPSPFEEREQUEST']._serialized_end=1433
+  _globals['_REVERSEENTRYREQUEST']._serialized_start=1435
+  _globals['_REVERSEENTRYREQUEST']._serialized_end=1490
+  _globals['_LEDGERSERVICE']._serialized_start=1493
+  _globals['_LEDGERSERVICE']._serialized_end=2072
 # @@protoc_insertion_point(module_scope)

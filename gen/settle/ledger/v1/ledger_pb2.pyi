@@ -61,6 +61,10 @@ class JournalEntry(_message.Message):
     EVENT_ID_FIELD_NUMBER: _builtins.int
     POSTINGS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    PAYOUT_ID_FIELD_NUMBER: _builtins.int
+    REVERSES_ENTRY_ID_FIELD_NUMBER: _builtins.int
+    MEMO_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     """The entry id (UUID)."""
     kind: _builtins.str
@@ -69,6 +73,14 @@ class JournalEntry(_message.Message):
     """The payment order the entry belongs to, when there is one."""
     event_id: _builtins.str
     """The id of the event that caused the entry (unique across the ledger)."""
+    refund_id: _builtins.str
+    """The refund the entry belongs to, when there is one."""
+    payout_id: _builtins.str
+    """The payout the entry belongs to, when there is one."""
+    reverses_entry_id: _builtins.str
+    """For a reversal: the entry it reverses."""
+    memo: _builtins.str
+    """Free text: for a fee, what it is for; for a reversal, why."""
     @_builtins.property
     def postings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Posting]:
         """The postings, at least two."""
@@ -86,10 +98,14 @@ class JournalEntry(_message.Message):
         event_id: _builtins.str = ...,
         postings: _abc.Iterable[Global___Posting] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        refund_id: _builtins.str = ...,
+        payout_id: _builtins.str = ...,
+        reverses_entry_id: _builtins.str = ...,
+        memo: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "entry_id", b"entry_id", "event_id", b"event_id", "kind", b"kind", "payment_order_id", b"payment_order_id", "postings", b"postings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "entry_id", b"entry_id", "event_id", b"event_id", "kind", b"kind", "memo", b"memo", "payment_order_id", b"payment_order_id", "payout_id", b"payout_id", "postings", b"postings", "refund_id", b"refund_id", "reverses_entry_id", b"reverses_entry_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -364,3 +380,61 @@ class ExportJournalChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExportJournalChunk: _TypeAlias = ExportJournalChunk  # noqa: Y015
+
+@_typing.final
+class PostPspFeeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    PSP_REFERENCE_FIELD_NUMBER: _builtins.int
+    MEMO_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    psp_reference: _builtins.str
+    """The PSP's reference of what the fee is for (a charge, payout or settlement batch)."""
+    memo: _builtins.str
+    """What the fee is for, e.g. "processing fee"."""
+    idempotency_key: _builtins.str
+    """The caller's idempotency key (1 to 255 characters), e.g. the settlement line's id."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The fee, positive."""
+
+    def __init__(
+        self,
+        *,
+        amount: _money_pb2.Money | None = ...,
+        psp_reference: _builtins.str = ...,
+        memo: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "idempotency_key", b"idempotency_key", "memo", b"memo", "psp_reference", b"psp_reference"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostPspFeeRequest: _TypeAlias = PostPspFeeRequest  # noqa: Y015
+
+@_typing.final
+class ReverseEntryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    entry_id: _builtins.str
+    """The entry to reverse."""
+    reason: _builtins.str
+    """Why (required, up to 500 characters)."""
+    def __init__(
+        self,
+        *,
+        entry_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_id", b"entry_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReverseEntryRequest: _TypeAlias = ReverseEntryRequest  # noqa: Y015

@@ -55,6 +55,16 @@ class LedgerServiceStub:
                 request_serializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.ExportJournalRequest.SerializeToString,
                 response_deserializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.ExportJournalChunk.FromString,
                 _registered_method=True)
+        self.PostPspFee = channel.unary_unary(
+                '/settle.ledger.v1.LedgerService/PostPspFee',
+                request_serializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.PostPspFeeRequest.SerializeToString,
+                response_deserializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.JournalEntry.FromString,
+                _registered_method=True)
+        self.ReverseEntry = channel.unary_unary(
+                '/settle.ledger.v1.LedgerService/ReverseEntry',
+                request_serializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.ReverseEntryRequest.SerializeToString,
+                response_deserializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.JournalEntry.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -99,6 +109,26 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PostPspFee(self, request, context):
+        """Books a fee the PSP charged (scope `admin`): DR psp_fees, CR psp_receivable. Idempotent on
+        `idempotency_key`: a repeat with the same request returns the first entry.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED,
+        ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReverseEntry(self, request, context):
+        """Corrects a posted entry by posting its reversal (every posting negated, kind "reversal");
+        entries are never changed. An entry is reversed at most once: a repeat returns the reversal.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/LEDGER_ENTRY_NOT_FOUND,
+        FAILED_PRECONDITION/LEDGER_ENTRY_IS_REVERSAL (a reversal is not reversed again; post anew).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +151,16 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.ExportJournal,
                     request_deserializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.ExportJournalRequest.FromString,
                     response_serializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.ExportJournalChunk.SerializeToString,
+            ),
+            'PostPspFee': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostPspFee,
+                    request_deserializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.PostPspFeeRequest.FromString,
+                    response_serializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.JournalEntry.SerializeToString,
+            ),
+            'ReverseEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReverseEntry,
+                    request_deserializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.ReverseEntryRequest.FromString,
+                    response_serializer=settle_dot_ledger_dot_v1_dot_ledger__pb2.JournalEntry.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -232,6 +272,60 @@ class LedgerService:
             '/settle.ledger.v1.LedgerService/ExportJournal',
             settle_dot_ledger_dot_v1_dot_ledger__pb2.ExportJournalRequest.SerializeToString,
             settle_dot_ledger_dot_v1_dot_ledger__pb2.ExportJournalChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostPspFee(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/settle.ledger.v1.LedgerService/PostPspFee',
+            settle_dot_ledger_dot_v1_dot_ledger__pb2.PostPspFeeRequest.SerializeToString,
+            settle_dot_ledger_dot_v1_dot_ledger__pb2.JournalEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReverseEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/settle.ledger.v1.LedgerService/ReverseEntry',
+            settle_dot_ledger_dot_v1_dot_ledger__pb2.ReverseEntryRequest.SerializeToString,
+            settle_dot_ledger_dot_v1_dot_ledger__pb2.JournalEntry.FromString,
             options,
             channel_credentials,
             insecure,

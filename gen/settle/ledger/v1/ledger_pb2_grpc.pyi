@@ -54,6 +54,18 @@ class LedgerServiceStub:
     FAILED_PRECONDITION/LEDGER_ENTRY_UNBALANCED, FAILED_PRECONDITION/CURRENCY_EXPONENT_UNKNOWN.
     A failed export is incomplete: discard what was received.
     """
+    PostPspFee: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.PostPspFeeRequest, _ledger_pb2.JournalEntry]
+    """Books a fee the PSP charged (scope `admin`): DR psp_fees, CR psp_receivable. Idempotent on
+    `idempotency_key`: a repeat with the same request returns the first entry.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED,
+    ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST.
+    """
+    ReverseEntry: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ReverseEntryRequest, _ledger_pb2.JournalEntry]
+    """Corrects a posted entry by posting its reversal (every posting negated, kind "reversal");
+    entries are never changed. An entry is reversed at most once: a repeat returns the reversal.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/LEDGER_ENTRY_NOT_FOUND,
+    FAILED_PRECONDITION/LEDGER_ENTRY_IS_REVERSAL (a reversal is not reversed again; post anew).
+    """
 
 @_typing.type_check_only
 class LedgerServiceAsyncStub(LedgerServiceStub):
@@ -80,6 +92,18 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     (the database enforces double entry, the services accept only currencies of known exponent):
     FAILED_PRECONDITION/LEDGER_ENTRY_UNBALANCED, FAILED_PRECONDITION/CURRENCY_EXPONENT_UNKNOWN.
     A failed export is incomplete: discard what was received.
+    """
+    PostPspFee: _aio.UnaryUnaryMultiCallable[_ledger_pb2.PostPspFeeRequest, _ledger_pb2.JournalEntry]  # type: ignore[assignment]
+    """Books a fee the PSP charged (scope `admin`): DR psp_fees, CR psp_receivable. Idempotent on
+    `idempotency_key`: a repeat with the same request returns the first entry.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED,
+    ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST.
+    """
+    ReverseEntry: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ReverseEntryRequest, _ledger_pb2.JournalEntry]  # type: ignore[assignment]
+    """Corrects a posted entry by posting its reversal (every posting negated, kind "reversal");
+    entries are never changed. An entry is reversed at most once: a repeat returns the reversal.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/LEDGER_ENTRY_NOT_FOUND,
+    FAILED_PRECONDITION/LEDGER_ENTRY_IS_REVERSAL (a reversal is not reversed again; post anew).
     """
 
 class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -128,6 +152,30 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         (the database enforces double entry, the services accept only currencies of known exponent):
         FAILED_PRECONDITION/LEDGER_ENTRY_UNBALANCED, FAILED_PRECONDITION/CURRENCY_EXPONENT_UNKNOWN.
         A failed export is incomplete: discard what was received.
+        """
+
+    @_abc_1.abstractmethod
+    def PostPspFee(
+        self,
+        request: _ledger_pb2.PostPspFeeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.JournalEntry, _abc.Awaitable[_ledger_pb2.JournalEntry]]:
+        """Books a fee the PSP charged (scope `admin`): DR psp_fees, CR psp_receivable. Idempotent on
+        `idempotency_key`: a repeat with the same request returns the first entry.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED,
+        ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST.
+        """
+
+    @_abc_1.abstractmethod
+    def ReverseEntry(
+        self,
+        request: _ledger_pb2.ReverseEntryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.JournalEntry, _abc.Awaitable[_ledger_pb2.JournalEntry]]:
+        """Corrects a posted entry by posting its reversal (every posting negated, kind "reversal");
+        entries are never changed. An entry is reversed at most once: a repeat returns the reversal.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/LEDGER_ENTRY_NOT_FOUND,
+        FAILED_PRECONDITION/LEDGER_ENTRY_IS_REVERSAL (a reversal is not reversed again; post anew).
         """
 
 def add_LedgerServiceServicer_to_server(servicer: LedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

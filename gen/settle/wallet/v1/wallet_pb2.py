@@ -26,27 +26,73 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from settle.common.v1 import money_pb2 as settle_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsettle/wallet/v1/wallet.proto\x12\x10settle.wallet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csettle/common/v1/money.proto\"\xa7\x01\n\x07\x42\x61lance\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x15\n\rpending_minor\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_minor\x18\x04 \x01(\x03\x12\x16\n\x0ereserved_minor\x18\x05 \x01(\x03\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf8\x01\n\x0c\x42\x61lanceEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x11\n\tseller_id\x18\x02 \x01(\t\x12/\n\x06\x62ucket\x18\x03 \x01(\x0e\x32\x1f.settle.wallet.v1.BalanceBucket\x12\'\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x17.settle.common.v1.Money\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x18\n\x10payment_order_id\x18\x06 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x11GetBalanceRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"@\n\x12GetBalanceResponse\x12*\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x19.settle.wallet.v1.Balance\"U\n\x19ListBalanceEntriesRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x1aListBalanceEntriesResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.settle.wallet.v1.BalanceEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x86\x01\n\rBalanceBucket\x12\x1e\n\x1a\x42\x41LANCE_BUCKET_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42\x41LANCE_BUCKET_PENDING\x10\x01\x12\x1c\n\x18\x42\x41LANCE_BUCKET_AVAILABLE\x10\x02\x12\x1b\n\x17\x42\x41LANCE_BUCKET_RESERVED\x10\x03\x32\xd9\x01\n\rWalletService\x12W\n\nGetBalance\x12#.settle.wallet.v1.GetBalanceRequest\x1a$.settle.wallet.v1.GetBalanceResponse\x12o\n\x12ListBalanceEntries\x12+.settle.wallet.v1.ListBalanceEntriesRequest\x1a,.settle.wallet.v1.ListBalanceEntriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsettle/wallet/v1/wallet.proto\x12\x10settle.wallet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csettle/common/v1/money.proto\"\xb9\x02\n\x07\x42\x61lance\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x15\n\rpending_minor\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_minor\x18\x04 \x01(\x03\x12\x16\n\x0ereserved_minor\x18\x05 \x01(\x03\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17payouts_requested_minor\x18\x07 \x01(\x03\x12\x1a\n\x12payouts_paid_minor\x18\x08 \x01(\x03\x12\x12\n\ndebt_minor\x18\t \x01(\x03\x12\x14\n\x0cpayouts_held\x18\n \x01(\x08\x12)\n\x05\x61s_of\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9e\x02\n\x0c\x42\x61lanceEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x11\n\tseller_id\x18\x02 \x01(\t\x12/\n\x06\x62ucket\x18\x03 \x01(\x0e\x32\x1f.settle.wallet.v1.BalanceBucket\x12\'\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x17.settle.common.v1.Money\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x18\n\x10payment_order_id\x18\x06 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\trefund_id\x18\t \x01(\t\x12\x11\n\tpayout_id\x18\n \x01(\t\"c\n\x11GetBalanceRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12)\n\x05\x61s_of\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x12GetBalanceResponse\x12*\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x19.settle.wallet.v1.Balance\"U\n\x19ListBalanceEntriesRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x1aListBalanceEntriesResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.settle.wallet.v1.BalanceEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9e\x04\n\x06Payout\x12\x11\n\tpayout_id\x18\x01 \x01(\t\x12\x11\n\tseller_id\x18\x02 \x01(\t\x12\'\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x17.settle.common.v1.Money\x12\x13\n\x0b\x64\x65stination\x18\x04 \x01(\t\x12.\n\x06status\x18\x05 \x01(\x0e\x32\x1e.settle.wallet.v1.PayoutStatus\x12.\n\x06origin\x18\x06 \x01(\x0e\x32\x1e.settle.wallet.v1.PayoutOrigin\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x08 \x01(\t\x12\x12\n\nbatch_line\x18\t \x01(\x05\x12\x38\n\x08metadata\x18\n \x03(\x0b\x32&.settle.wallet.v1.Payout.MetadataEntry\x12\x15\n\rpsp_reference\x18\x0b \x01(\t\x12\x14\n\x0c\x66\x61ilure_code\x18\x0c \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x1bSetPayoutDestinationRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\"\x1e\n\x1cSetPayoutDestinationResponse\"\xf7\x01\n\x13\x43reatePayoutRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\'\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x17.settle.common.v1.Money\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x45\n\x08metadata\x18\x05 \x03(\x0b\x32\x33.settle.wallet.v1.CreatePayoutRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\x10GetPayoutRequest\x12\x11\n\tpayout_id\x18\x01 \x01(\t\"`\n\x12ListPayoutsRequest\x12\x11\n\tseller_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"Y\n\x13ListPayoutsResponse\x12)\n\x07payouts\x18\x01 \x03(\x0b\x32\x18.settle.wallet.v1.Payout\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"r\n\x18SubmitPayoutBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x33\n\x06\x66ormat\x18\x02 \x01(\x0e\x32#.settle.wallet.v1.PayoutBatchFormat\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\"z\n\x10PayoutBatchTotal\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x1e.settle.wallet.v1.PayoutStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12\'\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x17.settle.common.v1.Money\"\xb0\x01\n\x0bPayoutBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontent_sha256\x18\x02 \x01(\t\x12\x12\n\nitem_count\x18\x03 \x01(\x03\x12\x32\n\x06totals\x18\x04 \x03(\x0b\x32\".settle.wallet.v1.PayoutBatchTotal\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x19SubmitPayoutBatchResponse\x12,\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x1d.settle.wallet.v1.PayoutBatch\x12\x11\n\tduplicate\x18\x02 \x01(\x08\")\n\x15GetPayoutBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\"(\n\x18RunPayoutScheduleRequest\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\"\xc3\x01\n\x19RunPayoutScheduleResponse\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x12\n\npayout_day\x18\x02 \x01(\x08\x12)\n\x07payouts\x18\x03 \x03(\x0b\x32\x18.settle.wallet.v1.Payout\x12#\n\x1bskipped_without_destination\x18\x04 \x01(\x03\x12\x1d\n\x15skipped_below_minimum\x18\x05 \x01(\x03\x12\x15\n\rheld_for_debt\x18\x06 \x01(\x03\"B\n\x15ReleasePendingRequest\x12)\n\x05\x61s_of\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x16ReleasePendingResponse\x12\x10\n\x08released\x18\x01 \x01(\x03*\x86\x01\n\rBalanceBucket\x12\x1e\n\x1a\x42\x41LANCE_BUCKET_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42\x41LANCE_BUCKET_PENDING\x10\x01\x12\x1c\n\x18\x42\x41LANCE_BUCKET_AVAILABLE\x10\x02\x12\x1b\n\x17\x42\x41LANCE_BUCKET_RESERVED\x10\x03*}\n\x0cPayoutOrigin\x12\x1d\n\x19PAYOUT_ORIGIN_UNSPECIFIED\x10\x00\x12\x18\n\x14PAYOUT_ORIGIN_MANUAL\x10\x01\x12\x1b\n\x17PAYOUT_ORIGIN_SCHEDULED\x10\x02\x12\x17\n\x13PAYOUT_ORIGIN_BATCH\x10\x03*|\n\x0cPayoutStatus\x12\x1d\n\x19PAYOUT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYOUT_STATUS_REQUESTED\x10\x01\x12\x16\n\x12PAYOUT_STATUS_PAID\x10\x02\x12\x18\n\x14PAYOUT_STATUS_FAILED\x10\x03*r\n\x11PayoutBatchFormat\x12#\n\x1fPAYOUT_BATCH_FORMAT_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYOUT_BATCH_FORMAT_CSV\x10\x01\x12\x1b\n\x17PAYOUT_BATCH_FORMAT_XML\x10\x02\x32\xe3\x07\n\rWalletService\x12W\n\nGetBalance\x12#.settle.wallet.v1.GetBalanceRequest\x1a$.settle.wallet.v1.GetBalanceResponse\x12o\n\x12ListBalanceEntries\x12+.settle.wallet.v1.ListBalanceEntriesRequest\x1a,.settle.wallet.v1.ListBalanceEntriesResponse\x12u\n\x14SetPayoutDestination\x12-.settle.wallet.v1.SetPayoutDestinationRequest\x1a..settle.wallet.v1.SetPayoutDestinationResponse\x12O\n\x0c\x43reatePayout\x12%.settle.wallet.v1.CreatePayoutRequest\x1a\x18.settle.wallet.v1.Payout\x12I\n\tGetPayout\x12\".settle.wallet.v1.GetPayoutRequest\x1a\x18.settle.wallet.v1.Payout\x12Z\n\x0bListPayouts\x12$.settle.wallet.v1.ListPayoutsRequest\x1a%.settle.wallet.v1.ListPayoutsResponse\x12l\n\x11SubmitPayoutBatch\x12*.settle.wallet.v1.SubmitPayoutBatchRequest\x1a+.settle.wallet.v1.SubmitPayoutBatchResponse\x12X\n\x0eGetPayoutBatch\x12\'.settle.wallet.v1.GetPayoutBatchRequest\x1a\x1d.settle.wallet.v1.PayoutBatch\x12l\n\x11RunPayoutSchedule\x12*.settle.wallet.v1.RunPayoutScheduleRequest\x1a+.settle.wallet.v1.RunPayoutScheduleResponse\x12\x63\n\x0eReleasePending\x12\'.settle.wallet.v1.ReleasePendingRequest\x1a(.settle.wallet.v1.ReleasePendingResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'settle.wallet.v1.wallet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BALANCEBUCKET']._serialized_start=851
-  _globals['_BALANCEBUCKET']._serialized_end=985
+  _globals['_PAYOUT_METADATAENTRY']._loaded_options = None
+  _globals['_PAYOUT_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_CREATEPAYOUTREQUEST_METADATAENTRY']._loaded_options = None
+  _globals['_CREATEPAYOUTREQUEST_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_BALANCEBUCKET']._serialized_start=3112
+  _globals['_BALANCEBUCKET']._serialized_end=3246
+  _globals['_PAYOUTORIGIN']._serialized_start=3248
+  _globals['_PAYOUTORIGIN']._serialized_end=3373
+  _globals['_PAYOUTSTATUS']._serialized_start=3375
+  _globals['_PAYOUTSTATUS']._serialized_end=3499
+  _globals['_PAYOUTBATCHFORMAT']._serialized_start=3501
+  _globals['_PAYOUTBATCHFORMAT']._serialized_end=3615
   _globals['_BALANCE']._serialized_start=115
-  _globals['_BALANCE']._serialized_end=282
-  _globals['_BALANCEENTRY']._serialized_start=285
-  _globals['_BALANCEENTRY']._serialized_end=533
-  _globals['_GETBALANCEREQUEST']._serialized_start=535
-  _globals['_GETBALANCEREQUEST']._serialized_end=591
-  _globals['_GETBALANCERESPONSE']._serialized_start=593
-  _globals['_GETBALANCERESPONSE']._serialized_end=657
-  _globals['_LISTBALANCEENTRIESREQUEST']._serialized_start=659
-  _globals['_LISTBALANCEENTRIESREQUEST']._serialized_end=744
-  _globals['_LISTBALANCEENTRIESRESPONSE']._serialized_start=746
-  _globals['_LISTBALANCEENTRIESRESPONSE']._serialized_end=848
-  _globals['_WALLETSERVICE']._serialized_start=988
-  _globals['_WALLETSERVICE']._serialized_end=1205
+  _globals['_BALANCE']._serialized_end=428
+  _globals['_BALANCEENTRY']._serialized_start=431
+  _globals['_BALANCEENTRY']._serialized_end=717
+  _globals['_GETBALANCEREQUEST']._serialized_start=719
+  _globals['_GETBALANCEREQUEST']._serialized_end=818
+  _globals['_GETBALANCERESPONSE']._serialized_start=820
+  _globals['_GETBALANCERESPONSE']._serialized_end=884
+  _globals['_LISTBALANCEENTRIESREQUEST']._serialized_start=886
+  _globals['_LISTBALANCEENTRIESREQUEST']._serialized_end=971
+  _globals['_LISTBALANCEENTRIESRESPONSE']._serialized_start=973
+  _globals['_LISTBALANCEENTRIESRESPONSE']._serialized_end=1075
+  _globals['_PAYOUT']._serialized_start=1078
+  _globals['_PAYOUT']._serialized_end=1620
+  _globals['_PAYOUT_METADATAENTRY']._serialized_start=1573
+  _globals['_PAYOUT_METADATAENTRY']._serialized_end=1620
+  _globals['_SETPAYOUTDESTINATIONREQUEST']._serialized_start=1622
+  _globals['_SETPAYOUTDESTINATIONREQUEST']._serialized_end=1691
+  _globals['_SETPAYOUTDESTINATIONRESPONSE']._serialized_start=1693
+  _globals['_SETPAYOUTDESTINATIONRESPONSE']._serialized_end=1723
+  _globals['_CREATEPAYOUTREQUEST']._serialized_start=1726
+  _globals['_CREATEPAYOUTREQUEST']._serialized_end=1973
+  _globals['_CREATEPAYOUTREQUEST_METADATAENTRY']._serialized_start=1573
+  _globals['_CREATEPAYOUTREQUEST_METADATAENTRY']._serialized_end=1620
+  _globals['_GETPAYOUTREQUEST']._serialized_start=1975
+  _globals['_GETPAYOUTREQUEST']._serialized_end=2012
+  _globals['_LISTPAYOUTSREQUEST']._serialized_start=2014
+  _globals['_LISTPAYOUTSREQUEST']._serialized_end=2110
+  _globals['_LISTPAYOUTSRESPONSE']._serialized_start=2112
+  _globals['_LISTPAYOUTSRESPONSE']._serialized_end=2201
+  _globals['_SUBMITPAYOUTBATCHREQUEST']._serialized_start=2203
+  _globals['_SUBMITPAYOUTBATCHREQUEST']._serialized_end=2317
+  _globals['_PAYOUTBATCHTOTAL']._serialized_start=2319
+  _globals['_PAYOUTBATCHTOTAL']._serialized_end=2441
+  _globals['_PAYOUTBATCH']._serialized_start=2444
+  _globals['_PAYOUTBATCH']._serialized_end=2620
+  _globals['_SUBMITPAYOUTBATCHRESPONSE']._serialized_start=2622
+  _globals['_SUBMITPAYOUTBATCHRESPONSE']._serialized_end=2714
+  _globals['_GETPAYOUTBATCHREQUEST']._serialized_start=2716
+  _globals['_GETPAYOUTBATCHREQUEST']._serialized_end=2757
+  _globals['_RUNPAYOUTSCHEDULEREQUEST']._serialized_start=2759
+  _globals['_RUNPAYOUTSCHEDULEREQUEST']._serialized_end=2799
+  _globals['_RUNPAYOUTSCHEDULERESPONSE']._serialized_start=2802
+  _globals['_RUNPAYOUTSCHEDULERESPONSE']._serialized_end=2997
+  _globals['_RELEASEPENDINGREQUEST']._serialized_start=2999
+  _globals['_RELEASEPENDINGREQUEST']._serialized_end=3065
+  _globals['_RELEASEPENDINGRESPONSE']._serialized_start=3067
+  _globals['_RELEASEPENDINGRESPONSE']._serialized_end=3109
+  _globals['_WALLETSERVICE']._serialized_start=3618
+  _globals['_WALLETSERVICE']._serialized_end=4613
 # @@protoc_insertion_point(module_scope)

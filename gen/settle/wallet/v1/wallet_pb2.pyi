@@ -49,6 +49,94 @@ BALANCE_BUCKET_RESERVED: BalanceBucket.ValueType  # 3
 """Reserved."""
 Global___BalanceBucket: _TypeAlias = BalanceBucket  # noqa: Y015
 
+class _PayoutOrigin:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PayoutOriginEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayoutOrigin.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYOUT_ORIGIN_UNSPECIFIED: _PayoutOrigin.ValueType  # 0
+    """Never used."""
+    PAYOUT_ORIGIN_MANUAL: _PayoutOrigin.ValueType  # 1
+    """CreatePayout."""
+    PAYOUT_ORIGIN_SCHEDULED: _PayoutOrigin.ValueType  # 2
+    """The payout schedule."""
+    PAYOUT_ORIGIN_BATCH: _PayoutOrigin.ValueType  # 3
+    """A line of a payout batch."""
+
+class PayoutOrigin(_PayoutOrigin, metaclass=_PayoutOriginEnumTypeWrapper):
+    """Where a payout came from."""
+
+PAYOUT_ORIGIN_UNSPECIFIED: PayoutOrigin.ValueType  # 0
+"""Never used."""
+PAYOUT_ORIGIN_MANUAL: PayoutOrigin.ValueType  # 1
+"""CreatePayout."""
+PAYOUT_ORIGIN_SCHEDULED: PayoutOrigin.ValueType  # 2
+"""The payout schedule."""
+PAYOUT_ORIGIN_BATCH: PayoutOrigin.ValueType  # 3
+"""A line of a payout batch."""
+Global___PayoutOrigin: _TypeAlias = PayoutOrigin  # noqa: Y015
+
+class _PayoutStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PayoutStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayoutStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYOUT_STATUS_UNSPECIFIED: _PayoutStatus.ValueType  # 0
+    """Never used."""
+    PAYOUT_STATUS_REQUESTED: _PayoutStatus.ValueType  # 1
+    """Accepted, funds reserved, the PSP has not answered yet."""
+    PAYOUT_STATUS_PAID: _PayoutStatus.ValueType  # 2
+    """The PSP paid it."""
+    PAYOUT_STATUS_FAILED: _PayoutStatus.ValueType  # 3
+    """The PSP or the bank refused it; its funds are available again."""
+
+class PayoutStatus(_PayoutStatus, metaclass=_PayoutStatusEnumTypeWrapper):
+    """A payout's state: REQUESTED (funds reserved) → PAID | FAILED (funds returned to available)."""
+
+PAYOUT_STATUS_UNSPECIFIED: PayoutStatus.ValueType  # 0
+"""Never used."""
+PAYOUT_STATUS_REQUESTED: PayoutStatus.ValueType  # 1
+"""Accepted, funds reserved, the PSP has not answered yet."""
+PAYOUT_STATUS_PAID: PayoutStatus.ValueType  # 2
+"""The PSP paid it."""
+PAYOUT_STATUS_FAILED: PayoutStatus.ValueType  # 3
+"""The PSP or the bank refused it; its funds are available again."""
+Global___PayoutStatus: _TypeAlias = PayoutStatus  # noqa: Y015
+
+class _PayoutBatchFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PayoutBatchFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayoutBatchFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYOUT_BATCH_FORMAT_UNSPECIFIED: _PayoutBatchFormat.ValueType  # 0
+    """Never used."""
+    PAYOUT_BATCH_FORMAT_CSV: _PayoutBatchFormat.ValueType  # 1
+    """CSV with a header: seller_id, amount_minor, currency, and optionally destination; every other
+    column is metadata.
+    """
+    PAYOUT_BATCH_FORMAT_XML: _PayoutBatchFormat.ValueType  # 2
+    """XML: <payouts><payout seller_id=".." amount_minor=".." currency=".." [destination=".."]>
+    <metadata key="..">value</metadata>...</payout>...</payouts>.
+    """
+
+class PayoutBatchFormat(_PayoutBatchFormat, metaclass=_PayoutBatchFormatEnumTypeWrapper):
+    """The format of a payout batch file."""
+
+PAYOUT_BATCH_FORMAT_UNSPECIFIED: PayoutBatchFormat.ValueType  # 0
+"""Never used."""
+PAYOUT_BATCH_FORMAT_CSV: PayoutBatchFormat.ValueType  # 1
+"""CSV with a header: seller_id, amount_minor, currency, and optionally destination; every other
+column is metadata.
+"""
+PAYOUT_BATCH_FORMAT_XML: PayoutBatchFormat.ValueType  # 2
+"""XML: <payouts><payout seller_id=".." amount_minor=".." currency=".." [destination=".."]>
+<metadata key="..">value</metadata>...</payout>...</payouts>.
+"""
+Global___PayoutBatchFormat: _TypeAlias = PayoutBatchFormat  # noqa: Y015
+
 @_typing.final
 class Balance(_message.Message):
     """A seller's balance in one currency. Every bucket equals the sum of the seller's entries for it."""
@@ -61,6 +149,11 @@ class Balance(_message.Message):
     AVAILABLE_MINOR_FIELD_NUMBER: _builtins.int
     RESERVED_MINOR_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    PAYOUTS_REQUESTED_MINOR_FIELD_NUMBER: _builtins.int
+    PAYOUTS_PAID_MINOR_FIELD_NUMBER: _builtins.int
+    DEBT_MINOR_FIELD_NUMBER: _builtins.int
+    PAYOUTS_HELD_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
     seller_id: _builtins.str
     """The seller."""
     currency: _builtins.str
@@ -71,9 +164,21 @@ class Balance(_message.Message):
     """Funds available for payout, in minor units (negative when the seller owes money)."""
     reserved_minor: _builtins.int
     """Funds reserved for payouts in flight, in minor units."""
+    payouts_requested_minor: _builtins.int
+    """Payouts requested and not yet paid (equals `reserved_minor`)."""
+    payouts_paid_minor: _builtins.int
+    """Payouts paid to the seller's bank, in total."""
+    debt_minor: _builtins.int
+    """What the seller owes (minus the available balance when it is negative, else 0)."""
+    payouts_held: _builtins.bool
+    """True while a debt holds every payout of this currency."""
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the balance last changed."""
+
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """The instant the balance is as of (the request's `as_of`, or now)."""
 
     def __init__(
         self,
@@ -84,10 +189,15 @@ class Balance(_message.Message):
         available_minor: _builtins.int = ...,
         reserved_minor: _builtins.int = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        payouts_requested_minor: _builtins.int = ...,
+        payouts_paid_minor: _builtins.int = ...,
+        debt_minor: _builtins.int = ...,
+        payouts_held: _builtins.bool = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available_minor", b"available_minor", "currency", b"currency", "pending_minor", b"pending_minor", "reserved_minor", b"reserved_minor", "seller_id", b"seller_id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "available_minor", b"available_minor", "currency", b"currency", "debt_minor", b"debt_minor", "payouts_held", b"payouts_held", "payouts_paid_minor", b"payouts_paid_minor", "payouts_requested_minor", b"payouts_requested_minor", "pending_minor", b"pending_minor", "reserved_minor", b"reserved_minor", "seller_id", b"seller_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -107,6 +217,8 @@ class BalanceEntry(_message.Message):
     PAYMENT_ORDER_ID_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    PAYOUT_ID_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     """The entry id (UUID)."""
     seller_id: _builtins.str
@@ -114,11 +226,15 @@ class BalanceEntry(_message.Message):
     bucket: Global___BalanceBucket.ValueType
     """The bucket changed."""
     kind: _builtins.str
-    """Why: "sale" for a succeeded payment order."""
+    """Why: "sale", "refund", "release", "payout_reserved", "payout_paid" or "payout_returned"."""
     payment_order_id: _builtins.str
     """The payment order the entry belongs to, when there is one."""
     event_id: _builtins.str
     """The id of the event that caused the entry."""
+    refund_id: _builtins.str
+    """The refund the entry belongs to, when there is one."""
+    payout_id: _builtins.str
+    """The payout the entry belongs to, when there is one."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """The signed change, in minor units of `amount.currency`."""
@@ -138,10 +254,12 @@ class BalanceEntry(_message.Message):
         payment_order_id: _builtins.str = ...,
         event_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        refund_id: _builtins.str = ...,
+        payout_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "bucket", b"bucket", "create_time", b"create_time", "entry_id", b"entry_id", "event_id", b"event_id", "kind", b"kind", "payment_order_id", b"payment_order_id", "seller_id", b"seller_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "bucket", b"bucket", "create_time", b"create_time", "entry_id", b"entry_id", "event_id", b"event_id", "kind", b"kind", "payment_order_id", b"payment_order_id", "payout_id", b"payout_id", "refund_id", b"refund_id", "seller_id", b"seller_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -153,19 +271,25 @@ class GetBalanceRequest(_message.Message):
 
     SELLER_ID_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
     seller_id: _builtins.str
     """The seller."""
     currency: _builtins.str
     """The ISO 4217 currency."""
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """When set, the balance as of this instant (the sum of the entries written until then)."""
+
     def __init__(
         self,
         *,
         seller_id: _builtins.str = ...,
         currency: _builtins.str = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "seller_id", b"seller_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "currency", b"currency", "seller_id", b"seller_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -246,3 +370,540 @@ class ListBalanceEntriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListBalanceEntriesResponse: _TypeAlias = ListBalanceEntriesResponse  # noqa: Y015
+
+@_typing.final
+class Payout(_message.Message):
+    """One payout of a seller's funds to the seller's bank account."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PAYOUT_ID_FIELD_NUMBER: _builtins.int
+    SELLER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    BATCH_LINE_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    PSP_REFERENCE_FIELD_NUMBER: _builtins.int
+    FAILURE_CODE_FIELD_NUMBER: _builtins.int
+    FAILURE_MESSAGE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    payout_id: _builtins.str
+    """The payout id (UUID); also the PSP idempotency key."""
+    seller_id: _builtins.str
+    """The seller."""
+    destination: _builtins.str
+    """The bank account at the PSP."""
+    status: Global___PayoutStatus.ValueType
+    """The state."""
+    origin: Global___PayoutOrigin.ValueType
+    """Where it came from."""
+    idempotency_key: _builtins.str
+    """The caller's idempotency key (for batches "batch:<batch_id>:<line>", for the schedule
+    "schedule:<date>").
+    """
+    batch_id: _builtins.str
+    """The batch, for batch payouts."""
+    batch_line: _builtins.int
+    """The line of the batch file, for batch payouts."""
+    psp_reference: _builtins.str
+    """The PSP's reference, once it answered."""
+    failure_code: _builtins.str
+    """For FAILED: the PSP's or bank's code and explanation."""
+    failure_message: _builtins.str
+    """A human-readable explanation of the failure."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The amount."""
+
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Free-form metadata (e.g. branch, source)."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was accepted."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When it last changed."""
+
+    def __init__(
+        self,
+        *,
+        payout_id: _builtins.str = ...,
+        seller_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        destination: _builtins.str = ...,
+        status: Global___PayoutStatus.ValueType = ...,
+        origin: Global___PayoutOrigin.ValueType = ...,
+        idempotency_key: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        batch_line: _builtins.int = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        psp_reference: _builtins.str = ...,
+        failure_code: _builtins.str = ...,
+        failure_message: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "batch_id", b"batch_id", "batch_line", b"batch_line", "create_time", b"create_time", "destination", b"destination", "failure_code", b"failure_code", "failure_message", b"failure_message", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "origin", b"origin", "payout_id", b"payout_id", "psp_reference", b"psp_reference", "seller_id", b"seller_id", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Payout: _TypeAlias = Payout  # noqa: Y015
+
+@_typing.final
+class SetPayoutDestinationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SELLER_ID_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    seller_id: _builtins.str
+    """The seller."""
+    destination: _builtins.str
+    """The seller's bank account at the PSP ("ba_...")."""
+    def __init__(
+        self,
+        *,
+        seller_id: _builtins.str = ...,
+        destination: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "seller_id", b"seller_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPayoutDestinationRequest: _TypeAlias = SetPayoutDestinationRequest  # noqa: Y015
+
+@_typing.final
+class SetPayoutDestinationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPayoutDestinationResponse: _TypeAlias = SetPayoutDestinationResponse  # noqa: Y015
+
+@_typing.final
+class CreatePayoutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SELLER_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    seller_id: _builtins.str
+    """The seller."""
+    destination: _builtins.str
+    """The bank account; empty means the seller's payout destination."""
+    idempotency_key: _builtins.str
+    """The caller's idempotency key (1 to 255 characters)."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The amount, at most the seller's available balance in that currency."""
+
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Free-form metadata: at most 20 keys of 1 to 40 characters, values up to 500 characters."""
+
+    def __init__(
+        self,
+        *,
+        seller_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        destination: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "destination", b"destination", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "seller_id", b"seller_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePayoutRequest: _TypeAlias = CreatePayoutRequest  # noqa: Y015
+
+@_typing.final
+class GetPayoutRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYOUT_ID_FIELD_NUMBER: _builtins.int
+    payout_id: _builtins.str
+    """The payout id."""
+    def __init__(
+        self,
+        *,
+        payout_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payout_id", b"payout_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPayoutRequest: _TypeAlias = GetPayoutRequest  # noqa: Y015
+
+@_typing.final
+class ListPayoutsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SELLER_ID_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    seller_id: _builtins.str
+    """The seller; exactly one of seller_id and batch_id is set."""
+    batch_id: _builtins.str
+    """The batch."""
+    page_size: _builtins.int
+    """At most this many payouts, 1 to 1000; 0 means 100."""
+    page_token: _builtins.str
+    """The previous page's `next_page_token`; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        seller_id: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "page_size", b"page_size", "page_token", b"page_token", "seller_id", b"seller_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPayoutsRequest: _TypeAlias = ListPayoutsRequest  # noqa: Y015
+
+@_typing.final
+class ListPayoutsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYOUTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last page."""
+    @_builtins.property
+    def payouts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payout]:
+        """The payouts on this page, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        payouts: _abc.Iterable[Global___Payout] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "payouts", b"payouts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPayoutsResponse: _TypeAlias = ListPayoutsResponse  # noqa: Y015
+
+@_typing.final
+class SubmitPayoutBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    """The caller's batch id (1 to 64 characters)."""
+    format: Global___PayoutBatchFormat.ValueType
+    """The file's format."""
+    content: _builtins.bytes
+    """The file, UTF-8, at most 16 MiB."""
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        format: Global___PayoutBatchFormat.ValueType = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "content", b"content", "format", b"format"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitPayoutBatchRequest: _TypeAlias = SubmitPayoutBatchRequest  # noqa: Y015
+
+@_typing.final
+class PayoutBatchTotal(_message.Message):
+    """Counts and sums of a batch's items in one status and currency."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    status: Global___PayoutStatus.ValueType
+    """The status."""
+    count: _builtins.int
+    """The number of items."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Their sum."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___PayoutStatus.ValueType = ...,
+        count: _builtins.int = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "count", b"count", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayoutBatchTotal: _TypeAlias = PayoutBatchTotal  # noqa: Y015
+
+@_typing.final
+class PayoutBatch(_message.Message):
+    """An accepted payout batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_SHA256_FIELD_NUMBER: _builtins.int
+    ITEM_COUNT_FIELD_NUMBER: _builtins.int
+    TOTALS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    """The batch id."""
+    content_sha256: _builtins.str
+    """The SHA-256 of the file, hex."""
+    item_count: _builtins.int
+    """The number of payouts in it."""
+    @_builtins.property
+    def totals(self) -> _containers.RepeatedCompositeFieldContainer[Global___PayoutBatchTotal]:
+        """Per status and currency."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was accepted."""
+
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        content_sha256: _builtins.str = ...,
+        item_count: _builtins.int = ...,
+        totals: _abc.Iterable[Global___PayoutBatchTotal] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "content_sha256", b"content_sha256", "create_time", b"create_time", "item_count", b"item_count", "totals", b"totals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayoutBatch: _TypeAlias = PayoutBatch  # noqa: Y015
+
+@_typing.final
+class SubmitPayoutBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    duplicate: _builtins.bool
+    """True when this submission repeated an accepted one and changed nothing."""
+    @_builtins.property
+    def batch(self) -> Global___PayoutBatch:
+        """The batch."""
+
+    def __init__(
+        self,
+        *,
+        batch: Global___PayoutBatch | None = ...,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "duplicate", b"duplicate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitPayoutBatchResponse: _TypeAlias = SubmitPayoutBatchResponse  # noqa: Y015
+
+@_typing.final
+class GetPayoutBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    """The batch id."""
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPayoutBatchRequest: _TypeAlias = GetPayoutBatchRequest  # noqa: Y015
+
+@_typing.final
+class RunPayoutScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """The day to run, "YYYY-MM-DD" (UTC); empty means today."""
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunPayoutScheduleRequest: _TypeAlias = RunPayoutScheduleRequest  # noqa: Y015
+
+@_typing.final
+class RunPayoutScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    PAYOUT_DAY_FIELD_NUMBER: _builtins.int
+    PAYOUTS_FIELD_NUMBER: _builtins.int
+    SKIPPED_WITHOUT_DESTINATION_FIELD_NUMBER: _builtins.int
+    SKIPPED_BELOW_MINIMUM_FIELD_NUMBER: _builtins.int
+    HELD_FOR_DEBT_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """The day run."""
+    payout_day: _builtins.bool
+    """Whether it is a payout day of the schedule; nothing is paid on other days."""
+    skipped_without_destination: _builtins.int
+    """Sellers whose available balance reached the minimum but who have no payout destination."""
+    skipped_below_minimum: _builtins.int
+    """Sellers' balances (positive) below the minimum."""
+    held_for_debt: _builtins.int
+    """Balances with a debt (negative available)."""
+    @_builtins.property
+    def payouts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payout]:
+        """Payouts created by this run."""
+
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        payout_day: _builtins.bool = ...,
+        payouts: _abc.Iterable[Global___Payout] | None = ...,
+        skipped_without_destination: _builtins.int = ...,
+        skipped_below_minimum: _builtins.int = ...,
+        held_for_debt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "held_for_debt", b"held_for_debt", "payout_day", b"payout_day", "payouts", b"payouts", "skipped_below_minimum", b"skipped_below_minimum", "skipped_without_destination", b"skipped_without_destination"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunPayoutScheduleResponse: _TypeAlias = RunPayoutScheduleResponse  # noqa: Y015
+
+@_typing.final
+class ReleasePendingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AS_OF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Release sales held for the configured delay as of this instant; unset means now."""
+
+    def __init__(
+        self,
+        *,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleasePendingRequest: _TypeAlias = ReleasePendingRequest  # noqa: Y015
+
+@_typing.final
+class ReleasePendingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASED_FIELD_NUMBER: _builtins.int
+    released: _builtins.int
+    """How many sales moved from pending to available."""
+    def __init__(
+        self,
+        *,
+        released: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["released", b"released"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleasePendingResponse: _TypeAlias = ReleasePendingResponse  # noqa: Y015

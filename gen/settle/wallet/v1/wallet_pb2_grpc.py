@@ -45,6 +45,46 @@ class WalletServiceStub:
                 request_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.ListBalanceEntriesRequest.SerializeToString,
                 response_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.ListBalanceEntriesResponse.FromString,
                 _registered_method=True)
+        self.SetPayoutDestination = channel.unary_unary(
+                '/settle.wallet.v1.WalletService/SetPayoutDestination',
+                request_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.SetPayoutDestinationRequest.SerializeToString,
+                response_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.SetPayoutDestinationResponse.FromString,
+                _registered_method=True)
+        self.CreatePayout = channel.unary_unary(
+                '/settle.wallet.v1.WalletService/CreatePayout',
+                request_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.CreatePayoutRequest.SerializeToString,
+                response_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.Payout.FromString,
+                _registered_method=True)
+        self.GetPayout = channel.unary_unary(
+                '/settle.wallet.v1.WalletService/GetPayout',
+                request_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.GetPayoutRequest.SerializeToString,
+                response_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.Payout.FromString,
+                _registered_method=True)
+        self.ListPayouts = channel.unary_unary(
+                '/settle.wallet.v1.WalletService/ListPayouts',
+                request_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.ListPayoutsRequest.SerializeToString,
+                response_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.ListPayoutsResponse.FromString,
+                _registered_method=True)
+        self.SubmitPayoutBatch = channel.unary_unary(
+                '/settle.wallet.v1.WalletService/SubmitPayoutBatch',
+                request_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.SubmitPayoutBatchRequest.SerializeToString,
+                response_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.SubmitPayoutBatchResponse.FromString,
+                _registered_method=True)
+        self.GetPayoutBatch = channel.unary_unary(
+                '/settle.wallet.v1.WalletService/GetPayoutBatch',
+                request_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.GetPayoutBatchRequest.SerializeToString,
+                response_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.PayoutBatch.FromString,
+                _registered_method=True)
+        self.RunPayoutSchedule = channel.unary_unary(
+                '/settle.wallet.v1.WalletService/RunPayoutSchedule',
+                request_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.RunPayoutScheduleRequest.SerializeToString,
+                response_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.RunPayoutScheduleResponse.FromString,
+                _registered_method=True)
+        self.ReleasePending = channel.unary_unary(
+                '/settle.wallet.v1.WalletService/ReleasePending',
+                request_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.ReleasePendingRequest.SerializeToString,
+                response_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.ReleasePendingResponse.FromString,
+                _registered_method=True)
 
 
 class WalletServiceServicer:
@@ -67,6 +107,80 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPayoutDestination(self, request, context):
+        """Sets the bank account at the PSP that a seller's payouts go to (scope `admin`).
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePayout(self, request, context):
+        """Pays out part of a seller's available balance now (scope `admin`). Idempotent on
+        (seller_id, idempotency_key): a repeat with the same request returns the first payout.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED,
+        ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST,
+        FAILED_PRECONDITION/PAYOUT_DESTINATION_MISSING, FAILED_PRECONDITION/INSUFFICIENT_AVAILABLE_BALANCE
+        (also while the seller owes money: a negative available balance holds every payout).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPayout(self, request, context):
+        """Returns one payout. Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/PAYOUT_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPayouts(self, request, context):
+        """Lists payouts of a seller or of a batch, oldest first.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, INVALID_ARGUMENT/INVALID_PAGE_TOKEN.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitPayoutBatch(self, request, context):
+        """Accepts a file of payouts (scope `admin`): every line is validated and every seller's funds are
+        reserved before any payout is accepted; one bad line rejects the whole file. Idempotent on
+        batch_id and content: the same file under the same id returns the accepted batch.
+        Errors: INVALID_ARGUMENT/PAYOUT_BATCH_INVALID (BadRequest: one violation per bad line, field
+        "line <n>: <column>"), ALREADY_EXISTS/PAYOUT_BATCH_ID_REUSED (same id, other content),
+        ALREADY_EXISTS/PAYOUT_BATCH_DUPLICATE_CONTENT (same content, other id),
+        FAILED_PRECONDITION/INSUFFICIENT_AVAILABLE_BALANCE (BadRequest: the lines of each seller short of funds).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPayoutBatch(self, request, context):
+        """Returns a batch with its items counted and summed per status.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/PAYOUT_BATCH_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunPayoutSchedule(self, request, context):
+        """Runs the payout schedule for one day (scope `admin`): on a payout day, every seller with a
+        destination whose available balance reaches the minimum is paid out all of it, once per day.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleasePending(self, request, context):
+        """Moves sales held for the configured delay as of `as_of` (default: now) from pending to available
+        (scope `admin`); the background job does the same with the current time.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WalletServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +193,46 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     servicer.ListBalanceEntries,
                     request_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.ListBalanceEntriesRequest.FromString,
                     response_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.ListBalanceEntriesResponse.SerializeToString,
+            ),
+            'SetPayoutDestination': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPayoutDestination,
+                    request_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.SetPayoutDestinationRequest.FromString,
+                    response_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.SetPayoutDestinationResponse.SerializeToString,
+            ),
+            'CreatePayout': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePayout,
+                    request_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.CreatePayoutRequest.FromString,
+                    response_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.Payout.SerializeToString,
+            ),
+            'GetPayout': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPayout,
+                    request_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.GetPayoutRequest.FromString,
+                    response_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.Payout.SerializeToString,
+            ),
+            'ListPayouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayouts,
+                    request_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.ListPayoutsRequest.FromString,
+                    response_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.ListPayoutsResponse.SerializeToString,
+            ),
+            'SubmitPayoutBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitPayoutBatch,
+                    request_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.SubmitPayoutBatchRequest.FromString,
+                    response_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.SubmitPayoutBatchResponse.SerializeToString,
+            ),
+            'GetPayoutBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPayoutBatch,
+                    request_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.GetPayoutBatchRequest.FromString,
+                    response_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.PayoutBatch.SerializeToString,
+            ),
+            'RunPayoutSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunPayoutSchedule,
+                    request_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.RunPayoutScheduleRequest.FromString,
+                    response_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.RunPayoutScheduleResponse.SerializeToString,
+            ),
+            'ReleasePending': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleasePending,
+                    request_deserializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.ReleasePendingRequest.FromString,
+                    response_serializer=settle_dot_wallet_dot_v1_dot_wallet__pb2.ReleasePendingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +290,222 @@ class WalletService:
             '/settle.wallet.v1.WalletService/ListBalanceEntries',
             settle_dot_wallet_dot_v1_dot_wallet__pb2.ListBalanceEntriesRequest.SerializeToString,
             settle_dot_wallet_dot_v1_dot_wallet__pb2.ListBalanceEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPayoutDestination(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/settle.wallet.v1.WalletService/SetPayoutDestination',
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.SetPayoutDestinationRequest.SerializeToString,
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.SetPayoutDestinationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePayout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/settle.wallet.v1.WalletService/CreatePayout',
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.CreatePayoutRequest.SerializeToString,
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.Payout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPayout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/settle.wallet.v1.WalletService/GetPayout',
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.GetPayoutRequest.SerializeToString,
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.Payout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/settle.wallet.v1.WalletService/ListPayouts',
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.ListPayoutsRequest.SerializeToString,
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.ListPayoutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitPayoutBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/settle.wallet.v1.WalletService/SubmitPayoutBatch',
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.SubmitPayoutBatchRequest.SerializeToString,
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.SubmitPayoutBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPayoutBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/settle.wallet.v1.WalletService/GetPayoutBatch',
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.GetPayoutBatchRequest.SerializeToString,
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.PayoutBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunPayoutSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/settle.wallet.v1.WalletService/RunPayoutSchedule',
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.RunPayoutScheduleRequest.SerializeToString,
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.RunPayoutScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleasePending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/settle.wallet.v1.WalletService/ReleasePending',
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.ReleasePendingRequest.SerializeToString,
+            settle_dot_wallet_dot_v1_dot_wallet__pb2.ReleasePendingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,47 @@ class WalletServiceStub:
     """Lists a seller's balance entries, oldest first.
     Errors: INVALID_ARGUMENT/VALIDATION_FAILED, INVALID_ARGUMENT/INVALID_PAGE_TOKEN.
     """
+    SetPayoutDestination: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.SetPayoutDestinationRequest, _wallet_pb2.SetPayoutDestinationResponse]
+    """Sets the bank account at the PSP that a seller's payouts go to (scope `admin`).
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
+    """
+    CreatePayout: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.CreatePayoutRequest, _wallet_pb2.Payout]
+    """Pays out part of a seller's available balance now (scope `admin`). Idempotent on
+    (seller_id, idempotency_key): a repeat with the same request returns the first payout.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED,
+    ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST,
+    FAILED_PRECONDITION/PAYOUT_DESTINATION_MISSING, FAILED_PRECONDITION/INSUFFICIENT_AVAILABLE_BALANCE
+    (also while the seller owes money: a negative available balance holds every payout).
+    """
+    GetPayout: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.GetPayoutRequest, _wallet_pb2.Payout]
+    """Returns one payout. Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/PAYOUT_NOT_FOUND."""
+    ListPayouts: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.ListPayoutsRequest, _wallet_pb2.ListPayoutsResponse]
+    """Lists payouts of a seller or of a batch, oldest first.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED, INVALID_ARGUMENT/INVALID_PAGE_TOKEN.
+    """
+    SubmitPayoutBatch: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.SubmitPayoutBatchRequest, _wallet_pb2.SubmitPayoutBatchResponse]
+    """Accepts a file of payouts (scope `admin`): every line is validated and every seller's funds are
+    reserved before any payout is accepted; one bad line rejects the whole file. Idempotent on
+    batch_id and content: the same file under the same id returns the accepted batch.
+    Errors: INVALID_ARGUMENT/PAYOUT_BATCH_INVALID (BadRequest: one violation per bad line, field
+    "line <n>: <column>"), ALREADY_EXISTS/PAYOUT_BATCH_ID_REUSED (same id, other content),
+    ALREADY_EXISTS/PAYOUT_BATCH_DUPLICATE_CONTENT (same content, other id),
+    FAILED_PRECONDITION/INSUFFICIENT_AVAILABLE_BALANCE (BadRequest: the lines of each seller short of funds).
+    """
+    GetPayoutBatch: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.GetPayoutBatchRequest, _wallet_pb2.PayoutBatch]
+    """Returns a batch with its items counted and summed per status.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/PAYOUT_BATCH_NOT_FOUND.
+    """
+    RunPayoutSchedule: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.RunPayoutScheduleRequest, _wallet_pb2.RunPayoutScheduleResponse]
+    """Runs the payout schedule for one day (scope `admin`): on a payout day, every seller with a
+    destination whose available balance reaches the minimum is paid out all of it, once per day.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
+    """
+    ReleasePending: _grpc.UnaryUnaryMultiCallable[_wallet_pb2.ReleasePendingRequest, _wallet_pb2.ReleasePendingResponse]
+    """Moves sales held for the configured delay as of `as_of` (default: now) from pending to available
+    (scope `admin`); the background job does the same with the current time.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
+    """
 
 @_typing.type_check_only
 class WalletServiceAsyncStub(WalletServiceStub):
@@ -54,6 +95,47 @@ class WalletServiceAsyncStub(WalletServiceStub):
     ListBalanceEntries: _aio.UnaryUnaryMultiCallable[_wallet_pb2.ListBalanceEntriesRequest, _wallet_pb2.ListBalanceEntriesResponse]  # type: ignore[assignment]
     """Lists a seller's balance entries, oldest first.
     Errors: INVALID_ARGUMENT/VALIDATION_FAILED, INVALID_ARGUMENT/INVALID_PAGE_TOKEN.
+    """
+    SetPayoutDestination: _aio.UnaryUnaryMultiCallable[_wallet_pb2.SetPayoutDestinationRequest, _wallet_pb2.SetPayoutDestinationResponse]  # type: ignore[assignment]
+    """Sets the bank account at the PSP that a seller's payouts go to (scope `admin`).
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
+    """
+    CreatePayout: _aio.UnaryUnaryMultiCallable[_wallet_pb2.CreatePayoutRequest, _wallet_pb2.Payout]  # type: ignore[assignment]
+    """Pays out part of a seller's available balance now (scope `admin`). Idempotent on
+    (seller_id, idempotency_key): a repeat with the same request returns the first payout.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED,
+    ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST,
+    FAILED_PRECONDITION/PAYOUT_DESTINATION_MISSING, FAILED_PRECONDITION/INSUFFICIENT_AVAILABLE_BALANCE
+    (also while the seller owes money: a negative available balance holds every payout).
+    """
+    GetPayout: _aio.UnaryUnaryMultiCallable[_wallet_pb2.GetPayoutRequest, _wallet_pb2.Payout]  # type: ignore[assignment]
+    """Returns one payout. Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/PAYOUT_NOT_FOUND."""
+    ListPayouts: _aio.UnaryUnaryMultiCallable[_wallet_pb2.ListPayoutsRequest, _wallet_pb2.ListPayoutsResponse]  # type: ignore[assignment]
+    """Lists payouts of a seller or of a batch, oldest first.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED, INVALID_ARGUMENT/INVALID_PAGE_TOKEN.
+    """
+    SubmitPayoutBatch: _aio.UnaryUnaryMultiCallable[_wallet_pb2.SubmitPayoutBatchRequest, _wallet_pb2.SubmitPayoutBatchResponse]  # type: ignore[assignment]
+    """Accepts a file of payouts (scope `admin`): every line is validated and every seller's funds are
+    reserved before any payout is accepted; one bad line rejects the whole file. Idempotent on
+    batch_id and content: the same file under the same id returns the accepted batch.
+    Errors: INVALID_ARGUMENT/PAYOUT_BATCH_INVALID (BadRequest: one violation per bad line, field
+    "line <n>: <column>"), ALREADY_EXISTS/PAYOUT_BATCH_ID_REUSED (same id, other content),
+    ALREADY_EXISTS/PAYOUT_BATCH_DUPLICATE_CONTENT (same content, other id),
+    FAILED_PRECONDITION/INSUFFICIENT_AVAILABLE_BALANCE (BadRequest: the lines of each seller short of funds).
+    """
+    GetPayoutBatch: _aio.UnaryUnaryMultiCallable[_wallet_pb2.GetPayoutBatchRequest, _wallet_pb2.PayoutBatch]  # type: ignore[assignment]
+    """Returns a batch with its items counted and summed per status.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/PAYOUT_BATCH_NOT_FOUND.
+    """
+    RunPayoutSchedule: _aio.UnaryUnaryMultiCallable[_wallet_pb2.RunPayoutScheduleRequest, _wallet_pb2.RunPayoutScheduleResponse]  # type: ignore[assignment]
+    """Runs the payout schedule for one day (scope `admin`): on a payout day, every seller with a
+    destination whose available balance reaches the minimum is paid out all of it, once per day.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
+    """
+    ReleasePending: _aio.UnaryUnaryMultiCallable[_wallet_pb2.ReleasePendingRequest, _wallet_pb2.ReleasePendingResponse]  # type: ignore[assignment]
+    """Moves sales held for the configured delay as of `as_of` (default: now) from pending to available
+    (scope `admin`); the background job does the same with the current time.
+    Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
     """
 
 class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -77,6 +159,95 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_wallet_pb2.ListBalanceEntriesResponse, _abc.Awaitable[_wallet_pb2.ListBalanceEntriesResponse]]:
         """Lists a seller's balance entries, oldest first.
         Errors: INVALID_ARGUMENT/VALIDATION_FAILED, INVALID_ARGUMENT/INVALID_PAGE_TOKEN.
+        """
+
+    @_abc_1.abstractmethod
+    def SetPayoutDestination(
+        self,
+        request: _wallet_pb2.SetPayoutDestinationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.SetPayoutDestinationResponse, _abc.Awaitable[_wallet_pb2.SetPayoutDestinationResponse]]:
+        """Sets the bank account at the PSP that a seller's payouts go to (scope `admin`).
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
+        """
+
+    @_abc_1.abstractmethod
+    def CreatePayout(
+        self,
+        request: _wallet_pb2.CreatePayoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.Payout, _abc.Awaitable[_wallet_pb2.Payout]]:
+        """Pays out part of a seller's available balance now (scope `admin`). Idempotent on
+        (seller_id, idempotency_key): a repeat with the same request returns the first payout.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED,
+        ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST,
+        FAILED_PRECONDITION/PAYOUT_DESTINATION_MISSING, FAILED_PRECONDITION/INSUFFICIENT_AVAILABLE_BALANCE
+        (also while the seller owes money: a negative available balance holds every payout).
+        """
+
+    @_abc_1.abstractmethod
+    def GetPayout(
+        self,
+        request: _wallet_pb2.GetPayoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.Payout, _abc.Awaitable[_wallet_pb2.Payout]]:
+        """Returns one payout. Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/PAYOUT_NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def ListPayouts(
+        self,
+        request: _wallet_pb2.ListPayoutsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.ListPayoutsResponse, _abc.Awaitable[_wallet_pb2.ListPayoutsResponse]]:
+        """Lists payouts of a seller or of a batch, oldest first.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, INVALID_ARGUMENT/INVALID_PAGE_TOKEN.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitPayoutBatch(
+        self,
+        request: _wallet_pb2.SubmitPayoutBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.SubmitPayoutBatchResponse, _abc.Awaitable[_wallet_pb2.SubmitPayoutBatchResponse]]:
+        """Accepts a file of payouts (scope `admin`): every line is validated and every seller's funds are
+        reserved before any payout is accepted; one bad line rejects the whole file. Idempotent on
+        batch_id and content: the same file under the same id returns the accepted batch.
+        Errors: INVALID_ARGUMENT/PAYOUT_BATCH_INVALID (BadRequest: one violation per bad line, field
+        "line <n>: <column>"), ALREADY_EXISTS/PAYOUT_BATCH_ID_REUSED (same id, other content),
+        ALREADY_EXISTS/PAYOUT_BATCH_DUPLICATE_CONTENT (same content, other id),
+        FAILED_PRECONDITION/INSUFFICIENT_AVAILABLE_BALANCE (BadRequest: the lines of each seller short of funds).
+        """
+
+    @_abc_1.abstractmethod
+    def GetPayoutBatch(
+        self,
+        request: _wallet_pb2.GetPayoutBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.PayoutBatch, _abc.Awaitable[_wallet_pb2.PayoutBatch]]:
+        """Returns a batch with its items counted and summed per status.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/PAYOUT_BATCH_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def RunPayoutSchedule(
+        self,
+        request: _wallet_pb2.RunPayoutScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.RunPayoutScheduleResponse, _abc.Awaitable[_wallet_pb2.RunPayoutScheduleResponse]]:
+        """Runs the payout schedule for one day (scope `admin`): on a payout day, every seller with a
+        destination whose available balance reaches the minimum is paid out all of it, once per day.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleasePending(
+        self,
+        request: _wallet_pb2.ReleasePendingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_wallet_pb2.ReleasePendingResponse, _abc.Awaitable[_wallet_pb2.ReleasePendingResponse]]:
+        """Moves sales held for the configured delay as of `as_of` (default: now) from pending to available
+        (scope `admin`); the background job does the same with the current time.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
         """
 
 def add_WalletServiceServicer_to_server(servicer: WalletServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
