@@ -1,15 +1,17 @@
-"""The executor's domain: executions, their states, and what a charge request must look like.
+"""The executor's domain: executions, their states, and what a charge, refund or payout request must look like.
 
-Pure Python: no I/O. An execution is the executor's record of charging one payment order through
-the PSP, keyed (and made idempotent at the PSP) by the payment order id.
+Pure Python: no I/O. An execution is the executor's record of moving money once through the PSP: charging
+a payment order, refunding part of one, or paying a seller out. It is keyed, and made idempotent at the
+PSP, by the id of what it executes (payment order id, refund id, payout id).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
+from typing import Generic, Protocol, TypeVar
 
 from services.common.errors import FieldViolation, Validator
 from services.common.money import CURRENCY_EXPONENTS, MAX_AMOUNT_MINOR
@@ -34,6 +36,33 @@ OUTCOME_UNKNOWN = "psp_outcome_unknown"  # may have charged: retried with the sa
 REQUEST_REJECTED = "psp_request_rejected"  # our request was refused: parked for an operator
 TOKEN_MAX_LENGTH = 255
 ID_MAX_LENGTH = 64
+DESTINATION_MAX_LENGTH = 255
+REASON_MAX_LENGTH = 500
+
+
+class ExecutableOrder(Protocol):
+    """What an execution executes: a charge, refund or payout request."""
+
+    @property
+    def execution_id(self) -> str:
+        """The canonical lower-case UUID that keys the execution and is the PSP idempotency key."""
+        ...
+
+    @property
+    def traceparent(self) -> str: ...
+
+
+OrderT = TypeVar("OrderT", bound=ExecutableOrder)
+
+
+def same_request(first: ExecutableOrder, second: ExecutableOrder) -> bool:
+    """Whether two requests ask for the same money movement (a redelivery), ignoring their traces."""
+    return not differing_fields(first, second)
+
+
+def differing_fields(first: ExecutableOrder, second: ExecutableOrder) -> list[str]:
+    names = [field.name for field in fields(first) if field.name != "traceparent"]  # type: ignore[arg-type]
+    return [name for name in names if getattr(first, name) != getattr(second, name)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,32 +78,52 @@ class ChargeOrder:
     payment_method_token: str
     traceparent: str = ""
 
-    def same_charge_as(self, other: ChargeOrder) -> bool:
-        """Whether `other` asks for the same charge (a redelivery), ignoring the trace it came with."""
-        return (
-            self.payment_order_id,
-            self.payment_id,
-            self.seller_id,
-            self.buyer_id,
-            self.amount_minor,
-            self.currency,
-            self.payment_method_token,
-        ) == (
-            other.payment_order_id,
-            other.payment_id,
-            other.seller_id,
-            other.buyer_id,
-            other.amount_minor,
-            other.currency,
-            other.payment_method_token,
-        )
+    @property
+    def execution_id(self) -> str:
+        return self.payment_order_id
 
 
 @dataclass(frozen=True, slots=True)
-class Execution:
+class RefundOrder:
+    """A validated request to refund part of a charged payment order (from `payment.refund.requested`)."""
+
+    refund_id: str  # canonical lower-case UUID: the PSP idempotency key
+    payment_order_id: str
+    payment_id: str
+    seller_id: str
+    amount_minor: int
+    currency: str
+    charge_psp_reference: str  # the charge's PaymentIntent id
+    reason: str
+    traceparent: str = ""
+
+    @property
+    def execution_id(self) -> str:
+        return self.refund_id
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutOrder:
+    """A validated request to pay a seller out to a bank account (from `payout.requested`)."""
+
+    payout_id: str  # canonical lower-case UUID: the PSP idempotency key
+    seller_id: str
+    amount_minor: int
+    currency: str
+    destination: str
+    batch_id: str
+    traceparent: str = ""
+
+    @property
+    def execution_id(self) -> str:
+        return self.payout_id
+
+
+@dataclass(frozen=True, slots=True)
+class Execution(Generic[OrderT]):
     """An execution as stored; `attempts` counts PSP calls made over its whole life."""
 
-    order: ChargeOrder
+    order: OrderT
     status: ExecutionStatus
     attempts: int
     psp_reference: str
@@ -107,22 +156,57 @@ def is_canonical_uuid(value: str) -> bool:
         return False
 
 
+def _check_amount(validator: Validator, amount_minor: int, currency: str) -> None:
+    if amount_minor <= 0:
+        validator.add("amount.amount_minor", f"must be positive (got {amount_minor})")
+    elif amount_minor > MAX_AMOUNT_MINOR:
+        validator.add("amount.amount_minor", f"must be at most {MAX_AMOUNT_MINOR} (got {amount_minor})")
+    if currency not in CURRENCY_EXPONENTS:
+        validator.add("amount.currency", f"{currency!r} is not a supported ISO 4217 code")
+
+
+def _check_key(validator: Validator, field: str, value: str) -> None:
+    if not is_canonical_uuid(value):
+        validator.add(field, "must be a lower-case UUID (it is the PSP idempotency key)")
+
+
 def charge_order_violations(order: ChargeOrder) -> list[FieldViolation]:
     """Every reason `order` can never be charged (empty when it is valid)."""
     validator = Validator()
-    if not is_canonical_uuid(order.payment_order_id):
-        validator.add("payment_order_id", "must be a lower-case UUID (it is the PSP idempotency key)")
+    _check_key(validator, "payment_order_id", order.payment_order_id)
     validator.require_text("payment_id", order.payment_id, max_length=ID_MAX_LENGTH)
     validator.require_text("seller_id", order.seller_id, max_length=ID_MAX_LENGTH)
     if order.buyer_id:
         validator.require_text("buyer_id", order.buyer_id, max_length=ID_MAX_LENGTH)
-    if order.amount_minor <= 0:
-        validator.add("amount.amount_minor", f"must be positive (got {order.amount_minor})")
-    elif order.amount_minor > MAX_AMOUNT_MINOR:
-        validator.add("amount.amount_minor", f"must be at most {MAX_AMOUNT_MINOR} (got {order.amount_minor})")
-    if order.currency not in CURRENCY_EXPONENTS:
-        validator.add("amount.currency", f"{order.currency!r} is not a supported ISO 4217 code")
+    _check_amount(validator, order.amount_minor, order.currency)
     validator.require_text("payment_method_token", order.payment_method_token, max_length=TOKEN_MAX_LENGTH)
+    return validator.violations
+
+
+def refund_order_violations(order: RefundOrder) -> list[FieldViolation]:
+    """Every reason `order` can never be refunded (empty when it is valid)."""
+    validator = Validator()
+    _check_key(validator, "refund_id", order.refund_id)
+    if not is_canonical_uuid(order.payment_order_id):
+        validator.add("payment_order_id", "must be a lower-case UUID")
+    validator.require_text("payment_id", order.payment_id, max_length=ID_MAX_LENGTH)
+    validator.require_text("seller_id", order.seller_id, max_length=ID_MAX_LENGTH)
+    _check_amount(validator, order.amount_minor, order.currency)
+    validator.require_text("charge_psp_reference", order.charge_psp_reference, max_length=TOKEN_MAX_LENGTH)
+    if len(order.reason) > REASON_MAX_LENGTH:
+        validator.add("reason", f"must be at most {REASON_MAX_LENGTH} characters")
+    return validator.violations
+
+
+def payout_order_violations(order: PayoutOrder) -> list[FieldViolation]:
+    """Every reason `order` can never be paid out (empty when it is valid)."""
+    validator = Validator()
+    _check_key(validator, "payout_id", order.payout_id)
+    validator.require_text("seller_id", order.seller_id, max_length=ID_MAX_LENGTH)
+    _check_amount(validator, order.amount_minor, order.currency)
+    validator.require_text("destination", order.destination, max_length=DESTINATION_MAX_LENGTH)
+    if len(order.batch_id) > ID_MAX_LENGTH:
+        validator.add("batch_id", f"must be at most {ID_MAX_LENGTH} characters")
     return validator.violations
 
 

@@ -1,8 +1,9 @@
 """The executor's port to a payment service provider. Pure Python: adapters implement it.
 
-The PSP's idempotency key for a charge is always the payment order id, so a retry of an order can
-never charge twice while the PSP remembers the key; after that, `find_charge` (a search by the order
-id stored in the PSP object's metadata) tells whether an earlier attempt went through.
+The PSP's idempotency key for a charge is always the payment order id (for a refund the refund id, for
+a payout the payout id), so a retry can never move money twice while the PSP remembers the key; after
+that, `find_charge` / `find_refund` / `find_payout` (a search by the id stored in the PSP object's
+metadata) tells whether an earlier attempt went through.
 """
 
 from __future__ import annotations
@@ -40,8 +41,45 @@ class ChargeRequest:
 
 
 @dataclass(frozen=True)
+class RefundRequest:
+    refund_id: str  # the idempotency key
+    payment_order_id: str
+    charge_psp_reference: str  # the PaymentIntent refunded
+    amount_minor: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        _check_money(self.refund_id, self.amount_minor, self.currency)
+
+
+@dataclass(frozen=True)
+class PayoutRequest:
+    payout_id: str  # the idempotency key
+    seller_id: str
+    amount_minor: int
+    currency: str
+    destination: str  # the seller's bank account at the PSP
+    batch_id: str
+
+    def __post_init__(self) -> None:
+        _check_money(self.payout_id, self.amount_minor, self.currency)
+
+
+def _check_money(key: str, amount_minor: int, currency: str) -> None:
+    if not key:
+        raise ValueError("the idempotency key must not be empty")
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+        raise TypeError("amount_minor must be an int (minor units)")
+    if amount_minor <= 0:
+        raise ValueError("amount_minor must be positive")
+    if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+        raise ValueError("currency must be an upper-case ISO 4217 code")
+
+
+@dataclass(frozen=True)
 class ChargeResult:
-    """A definite outcome: the PSP charged (`succeeded`) or hard-declined the payment."""
+    """A definite outcome: the PSP moved the money (`succeeded`: charged, refunded, paid out) or
+    refused to (a hard decline, a refund the charge cannot take, a bank that refused the payout)."""
 
     succeeded: bool
     psp_reference: str  # the PSP's object id (PaymentIntent id); "" if the PSP created none
@@ -85,3 +123,19 @@ class PaymentGateway(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class MoneyOutGateway(Protocol):
+    """Refunds and payouts; every method raises PspOutcomeUnknown or PspRequestRejected."""
+
+    async def refund(self, request: RefundRequest) -> ChargeResult:
+        """Refunds once per refund id."""
+        ...
+
+    async def find_refund(self, refund_id: str, charge_psp_reference: str) -> ChargeResult | None: ...
+
+    async def payout(self, request: PayoutRequest) -> ChargeResult:
+        """Pays out once per payout id."""
+        ...
+
+    async def find_payout(self, payout_id: str) -> ChargeResult | None: ...

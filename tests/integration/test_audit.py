@@ -39,9 +39,11 @@ from services.common.infra import Infrastructure
 from services.common.money import Money
 from services.common.succeeded_orders import SucceededOrder
 from services.executor.adapters.psp.stripe_gateway import StripeGateway
+from services.executor.adapters.tables import CHARGES
 from services.executor.domain import ChargeOrder, Execution, ExecutionStatus
 from services.executor.retry_policy import RetryPolicy
 from services.executor.service.accepting import accept
+from services.executor.service.psp_calls import ChargeCalls
 from services.executor.service.worker import ExecutionWorker, WorkerConfig
 from services.ledger.service import LedgerService
 from services.payment.domain.model import Payment
@@ -158,7 +160,7 @@ async def _accept(engines: dict[str, AsyncEngine], payment: Payment, token: str)
         for order in payment.orders
     ]
     async with engines["executor"].begin() as connection:
-        assert await accept(connection, orders) == []
+        assert await accept(connection, CHARGES, orders) == []
 
 
 async def _charge_due(engines: dict[str, AsyncEngine], sandbox: RunningSandbox) -> list[Execution]:
@@ -168,7 +170,7 @@ async def _charge_due(engines: dict[str, AsyncEngine], sandbox: RunningSandbox) 
         "audit-worker", RetryPolicy(budget=3, base_ms=1, max_ms=5), stale_claim_s=60, call_deadline_s=10
     )
     try:
-        return await ExecutionWorker(engines["executor"], gateway, config).run_once(limit=10)
+        return await ExecutionWorker(engines["executor"], ChargeCalls(gateway), config).run_once(limit=10)
     finally:
         await gateway.close()
 

@@ -37,6 +37,7 @@ from services.executor.entrypoints.main import create_service
 from services.executor.entrypoints.worker_loop import WorkerLoop
 from services.executor.psp_port import ChargeRequest, ChargeResult, PaymentGateway
 from services.executor.retry_policy import RetryPolicy
+from services.executor.service.psp_calls import ChargeCalls
 from services.executor.service.worker import ExecutionWorker, WorkerConfig
 from tests.fixtures import publish, running_service
 
@@ -442,7 +443,7 @@ async def test_a_second_worker_racing_on_the_same_orders_never_causes_a_second_c
     )
     gateway = CountingGateway(StripeGateway("sk_test_settle_sandbox", sandbox.url, timeout_s=1.0))
     racer = WorkerLoop(
-        ExecutionWorker(engines["executor"], gateway, config),
+        ExecutionWorker(engines["executor"], ChargeCalls(gateway), config),
         concurrency=16,
         claim_batch_size=10,
         poll_interval_s=0.005,

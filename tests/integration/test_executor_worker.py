@@ -22,11 +22,13 @@ from services.common.db import create_engine, ensure_database, service_database_
 from services.common.infra import Infrastructure
 from services.executor.adapters import db
 from services.executor.adapters.psp.fake_gateway import FakePaymentGateway
+from services.executor.adapters.tables import CHARGES
 from services.executor.domain import ChargeOrder, Execution, ExecutionStatus
 from services.executor.entrypoints.worker_loop import WorkerLoop
 from services.executor.psp_port import ChargeRequest, ChargeResult, PspOutcomeUnknown, PspRequestRejected
 from services.executor.retry_policy import RetryPolicy
 from services.executor.service.accepting import accept
+from services.executor.service.psp_calls import ChargeCalls
 from services.executor.service.worker import ExecutionWorker, WorkerConfig
 
 
@@ -71,7 +73,7 @@ def _worker(
         recovery_after_s=30,
         max_recoveries=max_recoveries,
     )
-    return ExecutionWorker(engine, gateway, config, jitter=lambda ceiling: 0)  # type: ignore[arg-type]
+    return ExecutionWorker(engine, ChargeCalls(gateway), config, jitter=lambda ceiling: 0)  # type: ignore[arg-type]
 
 
 def _order(token: str = "pm_card_visa", amount_minor: int = 1000) -> ChargeOrder:
@@ -80,7 +82,7 @@ def _order(token: str = "pm_card_visa", amount_minor: int = 1000) -> ChargeOrder
 
 async def _accept(engine: AsyncEngine, *orders: ChargeOrder) -> None:
     async with engine.begin() as connection:
-        assert await accept(connection, orders) == []
+        assert await accept(connection, CHARGES, orders) == []
 
 
 async def _get(engine: AsyncEngine, order: ChargeOrder) -> Execution:
@@ -132,7 +134,7 @@ async def test_a_claim_takes_no_more_than_its_limit(engine: AsyncEngine, gateway
     async with engine.begin() as connection:
         await connection.execute(text("UPDATE executions SET claimed_at = now() - interval '1 hour'"))
     config = WorkerConfig("sweeper", RetryPolicy(3, 1, 5), stale_claim_s=60, call_deadline_s=5, sweep_batch_size=3)
-    assert len(await ExecutionWorker(engine, gateway, config).release_stale_claims()) == 3
+    assert len(await ExecutionWorker(engine, ChargeCalls(gateway), config).release_stale_claims()) == 3
 
 
 async def test_a_decline_fails_the_order_without_a_charge(engine: AsyncEngine, gateway: FakePaymentGateway) -> None:
@@ -150,7 +152,7 @@ async def test_a_request_for_the_same_order_with_another_amount_is_a_conflict(en
     order = _order()
     other = ChargeOrder(order.payment_order_id, "pay-1", "seller-1", "buyer-1", 999, "USD", "pm_card_visa")
     async with engine.begin() as connection:
-        conflicts = await accept(connection, [order, order, other])
+        conflicts = await accept(connection, CHARGES, [order, order, other])
     assert [conflict.requested for conflict in conflicts] == [other]
     assert "amount_minor" in conflicts[0].describe()
     assert (await _get(engine, order)).order.amount_minor == 1000

@@ -7,7 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from settle.common.v1.money_pb2 import Money
 from settle.executor.v1 import executor_pb2, executor_pb2_grpc
 
-from services.executor.domain import Execution, ExecutionStatus
+from services.executor.domain import ChargeOrder, Execution, ExecutionStatus
 from services.executor.service.admin import ExecutorAdmin
 
 SERVICE_NAME = "settle.executor.v1.ExecutorService"
@@ -23,7 +23,7 @@ _STATUS_TO_PROTO = {
 }
 
 
-def execution_to_proto(execution: Execution) -> executor_pb2.Execution:
+def execution_to_proto(execution: Execution[ChargeOrder]) -> executor_pb2.Execution:
     order = execution.order
     update_time = Timestamp()
     update_time.FromDatetime(execution.updated_at)

@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Protocol
 
 from settle.executor.v1 import executor_pb2_grpc
 
 from services.common.config import load_settings
-from services.common.events import PAYMENT_ORDER_REQUESTED
 from services.common.logs import configure_logging
 from services.common.platform import Platform
 from services.common.runtime import BackgroundLoop, ServiceProcess
 from services.executor.adapters.psp.stripe_gateway import StripeGateway
 from services.executor.config import ExecutorSettings
-from services.executor.entrypoints.consumer import ChargeRequestHandler
+from services.executor.entrypoints.consumer import TOPICS, RequestsHandler
 from services.executor.entrypoints.grpc import SCOPES, SERVICE_NAME, ExecutorServicer
 from services.executor.entrypoints.worker_loop import WorkerLoop
-from services.executor.psp_port import PaymentGateway
+from services.executor.psp_port import MoneyOutGateway, PaymentGateway
 from services.executor.retry_policy import RetryPolicy
 from services.executor.service.admin import ExecutorAdmin
+from services.executor.service.psp_calls import ChargeCalls, PayoutCalls, PspCalls, RefundCalls
 from services.executor.service.worker import ExecutionWorker, WorkerConfig
 
 SERVICE = "executor"
 
 
-def build_worker(platform: Platform, settings: ExecutorSettings, gateway: PaymentGateway) -> ExecutionWorker:
+class Gateway(PaymentGateway, MoneyOutGateway, Protocol):
+    """A PSP adapter that charges, refunds and pays out (StripeGateway)."""
+
+
+def build_worker(platform: Platform, settings: ExecutorSettings, calls: PspCalls[Any]) -> ExecutionWorker[Any]:
     config = WorkerConfig(
         worker_id=settings.worker_id,
         policy=RetryPolicy(settings.retry_budget, settings.retry_base_ms, settings.retry_max_ms),
@@ -33,12 +38,10 @@ def build_worker(platform: Platform, settings: ExecutorSettings, gateway: Paymen
         recovery_after_s=settings.recovery_after_s,
         max_recoveries=settings.max_recoveries,
     )
-    return ExecutionWorker(platform.engine, gateway, config, on_events=platform.relay.wake)
+    return ExecutionWorker(platform.engine, calls, config, on_events=platform.relay.wake)
 
 
-async def create_service(
-    settings: ExecutorSettings, gateway: PaymentGateway | None = None
-) -> tuple[ServiceProcess, int]:
+async def create_service(settings: ExecutorSettings, gateway: Gateway | None = None) -> tuple[ServiceProcess, int]:
     """Builds and starts the platform and registers everything; the caller runs the process.
 
     A gateway passed in stays the caller's to close; one built here from the settings is closed
@@ -51,17 +54,31 @@ async def create_service(
         gateway = owned_gateway = StripeGateway(
             settings.psp_api_key, settings.psp_api_base, timeout_s=settings.psp_timeout_s
         )
-    worker_loop = WorkerLoop(
-        build_worker(platform, settings, gateway),
-        concurrency=settings.worker_concurrency,
-        claim_batch_size=settings.claim_batch_size,
-        poll_interval_s=settings.worker_poll_interval_ms / 1000,
-    )
-    platform.add_consumer("requests", [PAYMENT_ORDER_REQUESTED], ChargeRequestHandler(), worker_loop.wake)
-    # Registered after the consumer so that shutdown (reverse order) stops the worker first and the
-    # relay last, draining the outcome events of the calls the worker finished.
-    platform.add_loop(BackgroundLoop("executor-worker", worker_loop.run, worker_loop.stop))
-    servicer = ExecutorServicer(ExecutorAdmin(platform.engine, on_requeued=worker_loop.wake))
+    # One worker loop per kind, each with its own slots, so a batch of payouts never starves charges.
+    loops = {
+        name: WorkerLoop(
+            build_worker(platform, settings, calls),
+            concurrency=settings.worker_concurrency,
+            claim_batch_size=settings.claim_batch_size,
+            poll_interval_s=settings.worker_poll_interval_ms / 1000,
+        )
+        for name, calls in (
+            ("worker", ChargeCalls(gateway)),
+            ("refunds", RefundCalls(gateway)),
+            ("payouts", PayoutCalls(gateway)),
+        )
+    }
+
+    def wake_all() -> None:
+        for loop in loops.values():
+            loop.wake()
+
+    platform.add_consumer("requests", TOPICS, RequestsHandler(), wake_all)
+    # Registered after the consumer so that shutdown (reverse order) stops the workers first and the
+    # relay last, draining the outcome events of the calls the workers finished.
+    for name, loop in loops.items():
+        platform.add_loop(BackgroundLoop(f"executor-{name}", loop.run, loop.stop))
+    servicer = ExecutorServicer(ExecutorAdmin(platform.engine, on_requeued=loops["worker"].wake))
     process, port = platform.build_process(
         [(executor_pb2_grpc.add_ExecutorServiceServicer_to_server, servicer, SERVICE_NAME)], SCOPES
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.exc import DBAPIError
 
@@ -30,15 +30,15 @@ class Worker(Protocol):
     @property
     def worker_id(self) -> str: ...
 
-    async def claim(self, limit: int) -> list[Claim]: ...
+    async def claim(self, limit: int) -> list[Claim[Any]]: ...
 
-    async def charge(self, claim: Claim) -> Attempt: ...
+    async def charge(self, claim: Claim[Any]) -> Attempt[Any]: ...
 
-    async def record(self, attempts: Sequence[Attempt]) -> list[Execution]: ...
+    async def record(self, attempts: Sequence[Attempt[Any]]) -> list[Execution[Any]]: ...
 
-    async def release_stale_claims(self, *, including_earlier_runs: bool = False) -> list[Execution]: ...
+    async def release_stale_claims(self, *, including_earlier_runs: bool = False) -> list[Execution[Any]]: ...
 
-    async def recover_unknown(self) -> list[Execution]: ...
+    async def recover_unknown(self) -> list[Execution[Any]]: ...
 
 
 class WorkerLoop:
@@ -58,8 +58,8 @@ class WorkerLoop:
         self._sweep_interval_s = sweep_interval_s
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._in_flight: set[asyncio.Task[Attempt]] = set()
-        self._unrecorded: list[Attempt] = []
+        self._in_flight: set[asyncio.Task[Attempt[Any]]] = set()
+        self._unrecorded: list[Attempt[Any]] = []
 
     def wake(self) -> None:
         """New executions were accepted (called after the consumer's commit)."""

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common.errors import FailedPrecondition, NotFound, Validator
 from services.common.logs import payment_order_context
 from services.executor.adapters import db
-from services.executor.domain import Execution, is_canonical_uuid
+from services.executor.domain import ChargeOrder, Execution, is_canonical_uuid
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class ExecutorAdmin:
         self._engine = engine
         self._on_requeued = on_requeued  # wakes the worker so the retry starts now
 
-    async def get_execution(self, payment_order_id: str) -> Execution:
+    async def get_execution(self, payment_order_id: str) -> Execution[ChargeOrder]:
         _require_order_id(payment_order_id)
         async with self._engine.connect() as connection:
             execution = await db.get(connection, payment_order_id)
@@ -44,7 +44,7 @@ class ExecutorAdmin:
             raise _not_found(payment_order_id)
         return execution
 
-    async def list_stuck(self, older_than_s: int, page_size: int) -> list[Execution]:
+    async def list_stuck(self, older_than_s: int, page_size: int) -> list[Execution[ChargeOrder]]:
         """Zero means the default for both, as the API documents."""
         validator = Validator()
         if not 0 <= older_than_s <= MAX_OLDER_THAN_S:
@@ -59,7 +59,7 @@ class ExecutorAdmin:
                 limit=page_size or DEFAULT_PAGE_SIZE,
             )
 
-    async def retry_execution(self, payment_order_id: str) -> Execution:
+    async def retry_execution(self, payment_order_id: str) -> Execution[ChargeOrder]:
         """UNKNOWN → NOT_STARTED with a fresh retry budget; the next call uses the same idempotency key."""
         _require_order_id(payment_order_id)
         async with self._engine.begin() as connection:

@@ -1,4 +1,5 @@
-"""Executing charges: claim due executions, call the PSP outside any transaction, record outcomes.
+"""Executing charges, refunds and payouts: claim due executions, call the PSP outside any
+transaction, record outcomes. One worker per kind (psp_calls.py); the state machine is shared.
 
 Every step is its own transaction, and the PSP is only called between committed states:
 claim (NOT_STARTED → EXECUTING, committed) → PSP call → outcome + outbox event (committed).
@@ -16,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,15 +28,14 @@ from services.common.crash_points import (
     EXECUTOR_BEFORE_PSP_CALL,
     crash_point,
 )
-from services.common.logs import payment_order_context
 from services.common.tracing import continue_trace
 from services.executor.adapters import claims_db
 from services.executor.adapters.claims_db import Claim
-from services.executor.domain import Execution, Outcome
-from services.executor.psp_port import ChargeRequest, ChargeResult, PaymentGateway, PspError
+from services.executor.domain import Execution, OrderT, Outcome
+from services.executor.psp_port import ChargeResult, PspError
 from services.executor.retry_policy import Jitter, RetryPolicy, full_jitter
-from services.executor.service.outcome_events import outcome_event
 from services.executor.service.outcomes import decide
+from services.executor.service.psp_calls import PspCalls
 
 log = logging.getLogger(__name__)
 
@@ -54,23 +55,24 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Attempt:
-    claim: Claim
+class Attempt(Generic[OrderT]):
+    claim: Claim[OrderT]
     outcome: Outcome
 
 
-class ExecutionWorker:
+class ExecutionWorker(Generic[OrderT]):
     def __init__(
         self,
         engine: AsyncEngine,
-        gateway: PaymentGateway,
+        calls: PspCalls[OrderT],
         config: WorkerConfig,
         *,
         on_events: Callable[[], None] = lambda: None,
         jitter: Jitter = full_jitter,
     ) -> None:
         self._engine = engine
-        self._gateway = gateway
+        self._calls = calls
+        self._table = calls.table
         self._config = config
         self._on_events = on_events  # wakes the outbox relay after a commit that wrote events
         self._jitter = jitter
@@ -79,15 +81,16 @@ class ExecutionWorker:
     def worker_id(self) -> str:
         return self._config.worker_id
 
-    async def claim(self, limit: int) -> list[Claim]:
+    async def claim(self, limit: int) -> list[Claim[OrderT]]:
         async with self._engine.begin() as connection:
-            return await claims_db.claim_due(connection, worker_id=self._config.worker_id, limit=limit)
+            return await claims_db.claim_due(connection, self._table, worker_id=self._config.worker_id, limit=limit)
 
-    async def charge(self, claim: Claim) -> Attempt:
-        """Makes one attempt for a claimed execution. Never raises: every answer becomes an outcome."""
+    async def charge(self, claim: Claim[OrderT]) -> Attempt[OrderT]:
+        """Makes one attempt for a claimed execution (a charge, refund or payout). Never raises: every
+        answer becomes an outcome."""
         order = claim.order
         continue_trace(order.traceparent)
-        with payment_order_context(order.payment_order_id):
+        with self._calls.log_context(order):
             crash_point(EXECUTOR_BEFORE_PSP_CALL)
             answer: ChargeResult | BaseException
             try:
@@ -107,87 +110,83 @@ class ExecutionWorker:
                 claim.attempts,
                 outcome.status,
                 outcome.failure_code,
-                extra={"psp_reference": outcome.psp_reference, "retry_delay_ms": outcome.retry_delay_ms},
+                extra={
+                    "execution_id": order.execution_id,
+                    "psp_reference": outcome.psp_reference,
+                    "retry_delay_ms": outcome.retry_delay_ms,
+                },
             )
             return Attempt(claim, outcome)
 
-    async def _ask_psp(self, claim: Claim) -> ChargeResult:
-        order = claim.order
+    async def _ask_psp(self, claim: Claim[OrderT]) -> ChargeResult:
         if claim.attempts > 1:
             async with asyncio.timeout(self._config.call_deadline_s):
-                found = await self._gateway.find_charge(order.payment_order_id)
+                found = await self._calls.find(claim.order)
             if found is not None:
-                log.info("attempt %d: the PSP already has this order's charge", claim.attempts)
+                log.info("attempt %d: the PSP already has this execution's result", claim.attempts)
                 return found
         async with asyncio.timeout(self._config.call_deadline_s):
-            return await self._gateway.charge(
-                ChargeRequest(
-                    payment_order_id=order.payment_order_id,
-                    amount_minor=order.amount_minor,
-                    currency=order.currency,
-                    payment_method_token=order.payment_method_token,
-                    payment_id=order.payment_id,
-                    seller_id=order.seller_id,
-                    buyer_id=order.buyer_id,
-                )
-            )
+            return await self._calls.create(claim.order)
 
-    async def record(self, attempts: Sequence[Attempt]) -> list[Execution]:
+    async def record(self, attempts: Sequence[Attempt[OrderT]]) -> list[Execution[OrderT]]:
         """Records outcomes and their events in one transaction, for the claims still held."""
         if not attempts:
             return []
         async with self._engine.begin() as connection:
             recorded = await claims_db.record_outcomes(
                 connection,
+                self._table,
                 worker_id=self._config.worker_id,
                 outcomes=[(attempt.claim, attempt.outcome) for attempt in attempts],
             )
-            events = [outcome_event(execution) for execution in recorded if execution.status.is_final]
+            events = [self._calls.outcome_event(execution) for execution in recorded if execution.status.is_final]
             await outbox.append(connection, events)
         crash_point(EXECUTOR_AFTER_OUTCOME_COMMIT)
         if events:
             self._on_events()
-        recorded_ids = {execution.order.payment_order_id for execution in recorded}
+        recorded_ids = {execution.order.execution_id for execution in recorded}
         for attempt in attempts:
-            if attempt.claim.order.payment_order_id not in recorded_ids:
-                with payment_order_context(attempt.claim.order.payment_order_id):
+            if attempt.claim.order.execution_id not in recorded_ids:
+                with self._calls.log_context(attempt.claim.order):
                     # The claim went stale and was released; whoever holds it now records instead.
                     log.warning(
                         "claim lost before its outcome was recorded; outcome %s dropped", attempt.outcome.status
                     )
         return recorded
 
-    async def release_stale_claims(self, *, including_earlier_runs: bool = False) -> list[Execution]:
+    async def release_stale_claims(self, *, including_earlier_runs: bool = False) -> list[Execution[OrderT]]:
         """Releases stale claims; with `including_earlier_runs`, also all claims under this worker's id,
         which at start can only be a crashed predecessor's."""
         async with self._engine.begin() as connection:
             released = await claims_db.release_stale(
                 connection,
+                self._table,
                 stale_claim_s=self._config.stale_claim_s,
                 retry_budget=self._config.policy.budget,
                 limit=self._config.sweep_batch_size,
                 earlier_run_of=self._config.worker_id if including_earlier_runs else None,
             )
         for execution in released:
-            with payment_order_context(execution.order.payment_order_id):
+            with self._calls.log_context(execution.order):
                 log.warning("released a claim that ended without an outcome; now %s", execution.status)
         return released
 
-    async def recover_unknown(self) -> list[Execution]:
+    async def recover_unknown(self) -> list[Execution[OrderT]]:
         """Queues UNKNOWN executions again, to be completed from the PSP's record of them."""
         async with self._engine.begin() as connection:
             requeued = await claims_db.requeue_for_recovery(
                 connection,
+                self._table,
                 unknown_for_s=self._config.recovery_after_s,
                 max_recoveries=self._config.max_recoveries,
                 limit=self._config.sweep_batch_size,
             )
         for execution in requeued:
-            with payment_order_context(execution.order.payment_order_id):
+            with self._calls.log_context(execution.order):
                 log.warning("recovery: asking the PSP again about an UNKNOWN execution (%s)", execution.failure_code)
         return requeued
 
-    async def run_once(self, limit: int) -> list[Execution]:
+    async def run_once(self, limit: int) -> list[Execution[OrderT]]:
         """Claims up to `limit` due executions, charges them concurrently, records the outcomes."""
         claims = await self.claim(limit)
         attempts = await asyncio.gather(*(self.charge(claim) for claim in claims))

@@ -10,6 +10,11 @@ import stripe
 from services.executor.psp_port import ChargeResult, PspOutcomeUnknown, PspRequestRejected
 
 PENDING_STATUSES = frozenset({"processing", "requires_action", "requires_confirmation", "requires_capture"})
+# Refusals of a refund that Stripe answers as invalid requests but that are definite outcomes: the
+# charge cannot give that refund, and sending it again cannot change that.
+REFUND_REFUSALS = frozenset({"charge_already_refunded", "amount_too_large", "charge_not_refundable"})
+# Payout states before the bank's final word (Stripe's payout lifecycle).
+PAYOUT_PENDING_STATUSES = frozenset({"pending", "in_transit"})
 MAX_RETRY_AFTER_S = 3600.0
 
 
@@ -24,6 +29,30 @@ def result_of_intent(intent: stripe.PaymentIntent) -> ChargeResult:
         return ChargeResult(False, intent.id, code, _field(error, "message") or "")
     # A canceled intent, or one never confirmed: no money moved.
     return ChargeResult(False, intent.id, intent.status, _field(intent, "cancellation_reason") or "")
+
+
+def result_of_refund(refund: stripe.StripeObject) -> ChargeResult:
+    status = _field(refund, "status")
+    if status == "succeeded":
+        return ChargeResult(True, refund["id"], "", "")
+    if status in ("pending", "requires_action"):
+        raise PspOutcomeUnknown(f"refund {refund['id']} is still {status}")
+    code = _field(refund, "failure_reason") or status or "refund_failed"
+    return ChargeResult(False, refund["id"], code, f"the PSP did not refund ({status})")
+
+
+def refused_result(error: stripe.InvalidRequestError) -> ChargeResult:
+    return ChargeResult(False, "", error.code or "refund_refused", error.user_message or "")
+
+
+def result_of_payout(payout: stripe.StripeObject) -> ChargeResult:
+    status = _field(payout, "status")
+    if status == "paid":
+        return ChargeResult(True, payout["id"], "", "")
+    if status in PAYOUT_PENDING_STATUSES:
+        raise PspOutcomeUnknown(f"payout {payout['id']} is still {status}")
+    code = _field(payout, "failure_code") or status or "payout_failed"
+    return ChargeResult(False, payout["id"], code, _field(payout, "failure_message") or "")
 
 
 def declined_result(error: stripe.CardError) -> ChargeResult:
