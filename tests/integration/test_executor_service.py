@@ -26,6 +26,12 @@ from services.common.events import (
     PAYMENT_ORDER_FAILED,
     PAYMENT_ORDER_REQUESTED,
     PAYMENT_ORDER_SUCCEEDED,
+    PAYMENT_REFUND_FAILED,
+    PAYMENT_REFUND_REQUESTED,
+    PAYMENT_REFUND_SUCCEEDED,
+    PAYOUT_FAILED,
+    PAYOUT_PAID,
+    PAYOUT_REQUESTED,
     dlq_topic,
 )
 from services.common.grpc_errors import error_info_reason
@@ -49,7 +55,16 @@ WAIT_S = 60.0
 class EventTap:
     """Collects every record of the outcome and dead-letter topics, by key, from the beginning."""
 
-    TOPICS = (PAYMENT_ORDER_SUCCEEDED, PAYMENT_ORDER_FAILED, dlq_topic(PAYMENT_ORDER_REQUESTED))
+    TOPICS = (
+        PAYMENT_ORDER_SUCCEEDED,
+        PAYMENT_ORDER_FAILED,
+        dlq_topic(PAYMENT_ORDER_REQUESTED),
+        PAYMENT_REFUND_SUCCEEDED,
+        PAYMENT_REFUND_FAILED,
+        PAYOUT_PAID,
+        PAYOUT_FAILED,
+        dlq_topic(PAYOUT_REQUESTED),
+    )
 
     def __init__(self, bootstrap_servers: str) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -468,3 +483,66 @@ async def test_a_second_worker_racing_on_the_same_orders_never_causes_a_second_c
         assert len(tap.records[(PAYMENT_ORDER_SUCCEEDED, order_id)]) == 1
         assert (await _execution(executor, order_id)).attempts == 1  # one PSP call, by one worker
     assert set(gateway.calls) & set(order_ids)  # the racer really won some of the claims
+
+
+def _decoded(record: ConsumerRecord[bytes, bytes], message: Any) -> Any:
+    message.ParseFromString(record.value or b"")
+    return message
+
+
+async def test_refunds_of_a_charge_are_executed_once_each_and_announced_on_the_order_key(
+    executor: executor_pb2_grpc.ExecutorServiceStub, producer: AIOKafkaProducer, tap: EventTap
+) -> None:
+    order_id = str(uuid.uuid4())
+    await _publish(producer, _request(order_id, amount_minor=1000))
+    charge = _succeeded(await tap.wait_for(PAYMENT_ORDER_SUCCEEDED, order_id))
+    partial, too_much = str(uuid.uuid4()), str(uuid.uuid4())
+    for refund_id, amount in ((partial, 700), (too_much, 400)):
+        request = events_pb2.RefundRequested(
+            refund_id=refund_id,
+            payment_order_id=order_id,
+            payment_id=charge.payment_id,
+            seller_id="seller-1",
+            amount=Money(amount_minor=amount, currency="USD"),
+            charge_psp_reference=charge.psp_reference,
+        )
+        await publish(producer, PAYMENT_REFUND_REQUESTED, order_id, request)
+        await publish(producer, PAYMENT_REFUND_REQUESTED, order_id, request)  # a redelivery: one refund
+
+    succeeded = _decoded(await tap.wait_for(PAYMENT_REFUND_SUCCEEDED, order_id), events_pb2.RefundSucceeded())
+    failed = _decoded(await tap.wait_for(PAYMENT_REFUND_FAILED, order_id), events_pb2.RefundFailed())
+
+    assert (succeeded.refund_id, succeeded.amount.amount_minor) == (partial, 700)
+    assert succeeded.psp_reference.startswith("re_")
+    assert (failed.refund_id, failed.failure_code) == (too_much, "amount_too_large")
+    assert len(tap.records[(PAYMENT_REFUND_SUCCEEDED, order_id)]) == 1
+
+
+async def test_payouts_are_paid_once_through_psp_faults_and_a_closed_account_fails(
+    executor: executor_pb2_grpc.ExecutorServiceStub, producer: AIOKafkaProducer, sandbox: RunningSandbox, tap: EventTap
+) -> None:
+    paid_id, failed_id = str(uuid.uuid4()), str(uuid.uuid4())
+    await _fault(sandbox, paid_id, "http_500", count=2)
+    for payout_id, destination in ((paid_id, "ba_test_success"), (failed_id, "ba_test_account_closed")):
+        request = events_pb2.PayoutRequested(
+            payout_id=payout_id,
+            seller_id="seller-1",
+            amount=Money(amount_minor=900, currency="EUR"),
+            destination=destination,
+        )
+        await publish(producer, PAYOUT_REQUESTED, payout_id, request)
+    await publish(producer, PAYOUT_REQUESTED, "x", events_pb2.PayoutRequested(payout_id="not-a-uuid"))
+
+    paid = _decoded(await tap.wait_for(PAYOUT_PAID, paid_id), events_pb2.PayoutPaid())
+    failed = _decoded(await tap.wait_for(PAYOUT_FAILED, failed_id), events_pb2.PayoutFailed())
+    dead = await tap.wait_for(dlq_topic(PAYOUT_REQUESTED), "x")
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{sandbox.url}/_sandbox/payouts") as response,
+    ):
+        payouts = [p for p in (await response.json())["data"] if p["payout_id"] == paid_id]
+    assert len(payouts) == 1 and payouts[0]["idempotency_key"] == paid_id
+    assert paid.psp_reference == payouts[0]["stripe_payout_id"]
+    assert (failed.failure_code, failed.amount.amount_minor) == ("account_closed", 900)
+    assert b"payout_id" in dict(dead.headers)["dlq_error"]

@@ -15,7 +15,14 @@ import pytest_asyncio
 
 from psp_sandbox.app import RunningSandbox
 from services.executor.adapters.psp.stripe_gateway import StripeGateway
-from services.executor.psp_port import ChargeRequest, ChargeResult, PspOutcomeUnknown, PspRequestRejected
+from services.executor.psp_port import (
+    ChargeRequest,
+    ChargeResult,
+    PayoutRequest,
+    PspOutcomeUnknown,
+    PspRequestRejected,
+    RefundRequest,
+)
 
 API_KEY = "sk_test_gateway_secret"
 
@@ -245,3 +252,56 @@ async def test_no_token_or_key_in_logs_or_errors(
     assert API_KEY not in caplog.text
     assert API_KEY not in str(raised.value)
     assert "pm_card" not in caplog.text
+
+
+def _refund(refund_id: str, intent_id: str, amount_minor: int) -> RefundRequest:
+    return RefundRequest(
+        refund_id=refund_id,
+        payment_order_id="po_1",
+        charge_psp_reference=intent_id,
+        amount_minor=amount_minor,
+        currency="USD",
+    )
+
+
+def _payout(payout_id: str, destination: str = "ba_test_success") -> PayoutRequest:
+    return PayoutRequest(
+        payout_id=payout_id,
+        seller_id="seller_1",
+        amount_minor=700,
+        currency="USD",
+        destination=destination,
+        batch_id="",
+    )
+
+
+async def test_refunds_are_keyed_by_refund_id_and_refusals_are_definite(gateway: StripeGateway) -> None:
+    charge = await gateway.charge(_request(amount_minor=1000))
+
+    first = await gateway.refund(_refund("re-key-1", charge.psp_reference, 600))
+    replay = await gateway.refund(_refund("re-key-1", charge.psp_reference, 600))
+    too_large = await gateway.refund(_refund("re-key-2", charge.psp_reference, 500))
+
+    assert first.succeeded and first.psp_reference.startswith("re_")
+    assert replay == first  # the same key is the same refund, not a second one
+    assert (too_large.succeeded, too_large.failure_code) == (False, "amount_too_large")
+    assert await gateway.find_refund("re-key-1", charge.psp_reference) == first
+    assert await gateway.find_refund("re-key-3", charge.psp_reference) is None
+
+
+async def test_refund_of_an_unknown_charge_is_rejected_not_failed(gateway: StripeGateway) -> None:
+    with pytest.raises(PspRequestRejected):
+        await gateway.refund(_refund("re-key-9", "pi_does_not_exist", 100))
+
+
+async def test_payouts_are_keyed_by_payout_id_and_the_bank_decides_the_outcome(gateway: StripeGateway) -> None:
+    paid = await gateway.payout(_payout("payout-1"))
+    again = await gateway.payout(_payout("payout-1"))
+    closed = await gateway.payout(_payout("payout-2", "ba_test_account_closed"))
+
+    assert paid.succeeded and paid.psp_reference.startswith("po_")
+    assert again == paid
+    assert (closed.succeeded, closed.failure_code) == (False, "account_closed")
+    assert await gateway.find_payout("payout-1") == paid
+    assert await gateway.find_payout("payout-2") == closed
+    assert await gateway.find_payout("payout-3") is None
