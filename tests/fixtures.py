@@ -34,9 +34,11 @@ from services.payment.entrypoints.main import PaymentSettings, create_service
 CHECKOUT_KEY = "test-checkout-key-0001"
 FINANCE_KEY = "test-finance-key-00001"
 CHECKOUT = (("x-api-key", CHECKOUT_KEY),)
+ADMIN_KEY = "test-admin-key-0000001"
 FINANCE = (("x-api-key", FINANCE_KEY),)
-# The API keys the services under test accept: one for the checkout (payments), one for finance reads.
-API_KEYS = {CHECKOUT_KEY: ["payments"], FINANCE_KEY: ["finance"]}
+ADMIN = (("x-api-key", ADMIN_KEY),)
+# The API keys the services under test accept: the checkout (payments), finance reads, operators (admin).
+API_KEYS = {CHECKOUT_KEY: ["payments"], FINANCE_KEY: ["finance"], ADMIN_KEY: ["admin"]}
 
 
 @asynccontextmanager

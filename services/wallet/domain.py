@@ -37,6 +37,12 @@ class EntryKind(StrEnum):
     REFUND = "refund"
     # A sale moved from pending to available after its hold period (two entries, once per order).
     RELEASE = "release"
+    # A payout accepted: available -x, reserved +x (once per payout).
+    PAYOUT_RESERVED = "payout_reserved"
+    # A payout paid: reserved -x.
+    PAYOUT_PAID = "payout_paid"
+    # A payout failed: reserved -x, available +x.
+    PAYOUT_RETURNED = "payout_returned"
 
 
 # The wallet's name for a succeeded payment order: credited to its seller's pending balance exactly once.
@@ -53,10 +59,21 @@ class Balance:
     available_minor: int
     reserved_minor: int
     updated_at: datetime | None
+    payouts_paid_minor: int = 0  # paid out to the seller's bank, in total
 
     @classmethod
     def empty(cls, seller_id: str, currency: str) -> Balance:
         return cls(seller_id, currency, 0, 0, 0, None)
+
+    @property
+    def debt_minor(self) -> int:
+        """What the seller owes: refunds beyond what the balance held."""
+        return max(0, -self.available_minor)
+
+    @property
+    def payouts_held(self) -> bool:
+        """A debt holds every payout in this currency until later sales cover it."""
+        return self.available_minor < 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +87,8 @@ class BalanceEntry:
     payment_order_id: uuid.UUID | None
     event_id: uuid.UUID
     created_at: datetime
+    refund_id: uuid.UUID | None = None
+    payout_id: uuid.UUID | None = None
 
 
 def validate_query(seller_id: str, currency: str | None = None) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from settle.events.v1 import events_pb2
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import outbox, snapshot_paging
 from services.common.events import WALLET_BALANCE_UPDATED, OutboundEvent
-from services.wallet.adapters import db
+from services.wallet.adapters import db, payouts_db
 from services.wallet.domain import Balance, BalanceEntry, Bucket, RefundDebit, Sale, validate_query
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ def balance_updated(entry: BalanceEntry) -> OutboundEvent:
             reserved_delta_minor=deltas[Bucket.RESERVED],
             kind=entry.kind,
             cause_event_id=str(entry.event_id),
+            refund_id=str(entry.refund_id or ""),
+            payout_id=str(entry.payout_id or ""),
         ),
     )
 
@@ -54,11 +58,12 @@ class WalletService:
         `wallet.balance.updated` per debited refund in the outbox."""
         return await self._announce(connection, await db.debit_refunds(connection, refunds), len(refunds), "refunds")
 
-    async def release_due(self, *, delay_s: int, limit: int) -> list[BalanceEntry]:
-        """Moves sales held at least `delay_s` from pending to available (one transaction, at most
-        `limit` sales), with their `wallet.balance.updated` events."""
+    async def release_due(self, *, delay_s: int, limit: int, as_of: datetime | None = None) -> list[BalanceEntry]:
+        """Moves sales held at least `delay_s` at `as_of` (default: now) from pending to available (one
+        transaction, at most `limit` sales), with their `wallet.balance.updated` events. The background
+        job passes the wall clock; an operator or a test passes another instant."""
         async with self._engine.begin() as connection:
-            entries = await db.release_due(connection, delay_s=delay_s, limit=limit)
+            entries = await db.release_due(connection, delay_s=delay_s, limit=limit, as_of=as_of or datetime.now(UTC))
             return await self._announce(connection, entries, len(entries), "release entries")
 
     @staticmethod
@@ -71,12 +76,26 @@ class WalletService:
             log.info("wallet: %d of %d %s were already applied", asked - len(entries), asked, what)
         return entries
 
-    async def get_balance(self, seller_id: str, currency: str) -> Balance:
-        """The seller's balance in `currency`; all zero for a seller without one."""
+    async def get_balance(self, seller_id: str, currency: str, as_of: datetime | None = None) -> Balance:
+        """The seller's balance in `currency` now, or as of an instant (the sum of the entries written
+        until then); all zero for a seller without one."""
         validate_query(seller_id, currency)
         async with self._engine.connect() as connection:
+            sums = await payouts_db.bucket_sums_as_of(connection, seller_id, currency, as_of)
+            if as_of is not None:
+                return Balance(
+                    seller_id,
+                    currency,
+                    int(sums.pending_minor),
+                    int(sums.available_minor),
+                    int(sums.reserved_minor),
+                    sums.updated_at,
+                    int(sums.paid_minor),
+                )
             balance = await db.fetch_balance(connection, seller_id, currency)
-        return balance or Balance.empty(seller_id, currency)
+        return dataclasses.replace(
+            balance or Balance.empty(seller_id, currency), payouts_paid_minor=int(sums.paid_minor)
+        )
 
     async def list_entries(self, seller_id: str, *, page_size: int, page_token: str) -> tuple[list[BalanceEntry], str]:
         """One page of the seller's entries as of the listing's first page, oldest first, and the next

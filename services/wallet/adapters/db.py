@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -12,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.common.money import Money
 from services.wallet.domain import Balance, BalanceEntry, Bucket, EntryKind, RefundDebit, Sale
 
-_ENTRY_COLUMNS = (
-    "seq, entry_id, seller_id, currency, bucket, amount_minor, kind, payment_order_id, event_id, created_at"
+ENTRY_COLUMNS = (
+    "seq, entry_id, seller_id, currency, bucket, amount_minor, kind, payment_order_id, refund_id, payout_id, "
+    "event_id, created_at"
 )
 
 # One round trip per batch: insert the sales' entries (an order or event already recorded inserts
@@ -30,7 +32,7 @@ WITH new_entries AS (
          AS sale(entry_id, seller_id, currency, amount_minor, payment_order_id, event_id)
     ORDER BY payment_order_id
     ON CONFLICT DO NOTHING
-    RETURNING {_ENTRY_COLUMNS}
+    RETURNING {ENTRY_COLUMNS}
 ), credited AS (
     INSERT INTO balances AS b (seller_id, currency, pending_minor)
     SELECT seller_id, currency, sum(amount_minor) FROM new_entries
@@ -38,7 +40,7 @@ WITH new_entries AS (
     ON CONFLICT (seller_id, currency) DO UPDATE
         SET pending_minor = b.pending_minor + excluded.pending_minor, updated_at = now()
 )
-SELECT {_ENTRY_COLUMNS} FROM new_entries ORDER BY seq
+SELECT {ENTRY_COLUMNS} FROM new_entries ORDER BY seq
 """)
 
 
@@ -54,7 +56,7 @@ WITH new_entries AS (
          AS refund(entry_id, seller_id, currency, amount_minor, payment_order_id, refund_id, event_id)
     ORDER BY refund_id
     ON CONFLICT DO NOTHING
-    RETURNING {_ENTRY_COLUMNS}
+    RETURNING {ENTRY_COLUMNS}
 ), debited AS (
     INSERT INTO balances AS b (seller_id, currency, available_minor)
     SELECT seller_id, currency, sum(amount_minor) FROM new_entries
@@ -62,7 +64,7 @@ WITH new_entries AS (
     ON CONFLICT (seller_id, currency) DO UPDATE
         SET available_minor = b.available_minor + excluded.available_minor, updated_at = now()
 )
-SELECT {_ENTRY_COLUMNS} FROM new_entries ORDER BY seq
+SELECT {ENTRY_COLUMNS} FROM new_entries ORDER BY seq
 """)
 
 
@@ -73,7 +75,7 @@ _RELEASE_DUE = text(f"""
 WITH due AS (
     SELECT s.seller_id, s.currency, s.amount_minor, s.payment_order_id
     FROM balance_entries s
-    WHERE s.kind = 'sale' AND s.created_at <= now() - make_interval(secs => :delay_s)
+    WHERE s.kind = 'sale' AND s.created_at <= CAST(:as_of AS timestamptz) - make_interval(secs => :delay_s)
       AND NOT EXISTS (SELECT 1 FROM balance_entries r
                       WHERE r.kind = 'release' AND r.payment_order_id = s.payment_order_id)
     ORDER BY s.created_at LIMIT :limit
@@ -85,7 +87,7 @@ WITH due AS (
     FROM due CROSS JOIN (VALUES ('pending', -1), ('available', 1)) AS side(bucket, sign)
     ORDER BY due.payment_order_id, side.bucket
     ON CONFLICT DO NOTHING
-    RETURNING {_ENTRY_COLUMNS}
+    RETURNING {ENTRY_COLUMNS}
 ), moved AS (
     UPDATE balances AS b
     SET pending_minor = b.pending_minor + m.pending, available_minor = b.available_minor + m.available,
@@ -96,11 +98,11 @@ WITH due AS (
           FROM new_entries GROUP BY seller_id, currency) AS m
     WHERE b.seller_id = m.seller_id AND b.currency = m.currency
 )
-SELECT {_ENTRY_COLUMNS} FROM new_entries ORDER BY seq
+SELECT {ENTRY_COLUMNS} FROM new_entries ORDER BY seq
 """)
 
 
-def _entry(row: Any) -> BalanceEntry:
+def entry_of(row: Any) -> BalanceEntry:
     return BalanceEntry(
         seq=row.seq,
         entry_id=row.entry_id,
@@ -110,6 +112,8 @@ def _entry(row: Any) -> BalanceEntry:
         kind=row.kind,
         payment_order_id=row.payment_order_id,
         event_id=row.event_id,
+        refund_id=row.refund_id,
+        payout_id=row.payout_id,
         created_at=row.created_at,
     )
 
@@ -130,7 +134,7 @@ async def credit_sales(connection: AsyncConnection, sales: Sequence[Sale]) -> li
             "event_ids": [sale.event_id for sale in ordered],
         },
     )
-    entries = [_entry(row) for row in result]
+    entries = [entry_of(row) for row in result]
     assert all(entry.kind == EntryKind.SALE for entry in entries)
     return entries
 
@@ -152,13 +156,14 @@ async def debit_refunds(connection: AsyncConnection, refunds: Sequence[RefundDeb
             "event_ids": [refund.event_id for refund in ordered],
         },
     )
-    return [_entry(row) for row in result]
+    return [entry_of(row) for row in result]
 
 
-async def release_due(connection: AsyncConnection, *, delay_s: int, limit: int) -> list[BalanceEntry]:
-    """Releases up to `limit` sales held at least `delay_s`; returns the entries written (two per sale)."""
-    result = await connection.execute(_RELEASE_DUE, {"delay_s": delay_s, "limit": limit})
-    return [_entry(row) for row in result]
+async def release_due(connection: AsyncConnection, *, delay_s: int, limit: int, as_of: datetime) -> list[BalanceEntry]:
+    """Releases up to `limit` sales held at least `delay_s` at `as_of`; returns the entries written
+    (two per sale)."""
+    result = await connection.execute(_RELEASE_DUE, {"delay_s": delay_s, "limit": limit, "as_of": as_of})
+    return [entry_of(row) for row in result]
 
 
 async def fetch_balance(connection: AsyncConnection, seller_id: str, currency: str) -> Balance | None:
@@ -188,13 +193,13 @@ async def fetch_entries(
     """The seller's entries visible in `snapshot` after `after_seq`, oldest first."""
     result = await connection.execute(
         text(
-            f"SELECT {_ENTRY_COLUMNS} FROM balance_entries "
+            f"SELECT {ENTRY_COLUMNS} FROM balance_entries "
             "WHERE seller_id = :seller_id AND seq > :after_seq "
             "AND pg_visible_in_snapshot(txid, CAST(:snapshot AS pg_snapshot)) ORDER BY seq LIMIT :limit"
         ),
         {"seller_id": seller_id, "after_seq": after_seq, "snapshot": snapshot, "limit": limit},
     )
-    return [_entry(row) for row in result]
+    return [entry_of(row) for row in result]
 
 
 async def find_drift(connection: AsyncConnection, seller_ids: Sequence[str]) -> list[tuple[str, str]]:

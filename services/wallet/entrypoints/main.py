@@ -14,7 +14,9 @@ from services.common.runtime import BackgroundLoop, ServiceProcess
 from services.wallet.config import WalletSettings
 from services.wallet.entrypoints.consumer import TOPICS, OutcomesHandler
 from services.wallet.entrypoints.grpc import WalletServicer
-from services.wallet.entrypoints.release_loop import ReleaseLoop
+from services.wallet.entrypoints.release_loop import ReleaseLoop, ScheduleLoop
+from services.wallet.payout_service import PayoutService
+from services.wallet.payouts import PayoutSchedule
 from services.wallet.service import WalletService
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,19 @@ log = logging.getLogger(__name__)
 SERVICE = "wallet"
 SERVICE_NAME = wallet_pb2.DESCRIPTOR.services_by_name["WalletService"].full_name
 _READERS = frozenset({"finance", "admin"})
-SCOPES = {"GetBalance": _READERS, "ListBalanceEntries": _READERS}
+_ADMIN = frozenset({"admin"})
+SCOPES = {
+    "GetBalance": _READERS,
+    "ListBalanceEntries": _READERS,
+    "GetPayout": _READERS,
+    "ListPayouts": _READERS,
+    "GetPayoutBatch": _READERS,
+    "SetPayoutDestination": _ADMIN,
+    "CreatePayout": _ADMIN,
+    "SubmitPayoutBatch": _ADMIN,
+    "RunPayoutSchedule": _ADMIN,
+    "ReleasePending": _ADMIN,
+}
 
 
 async def create_service(settings: WalletSettings) -> tuple[ServiceProcess, int]:
@@ -30,7 +44,9 @@ async def create_service(settings: WalletSettings) -> tuple[ServiceProcess, int]
     platform = Platform.create(SERVICE, settings)
     await platform.start()
     wallet = WalletService(platform.engine)
-    platform.add_consumer("outcomes", TOPICS, OutcomesHandler(wallet))
+    schedule = PayoutSchedule(settings.payout_anchor_date, settings.payout_interval_days, settings.payout_minimum_minor)
+    payouts = PayoutService(platform.engine, schedule)
+    platform.add_consumer("outcomes", TOPICS, OutcomesHandler(wallet, payouts))
     release = ReleaseLoop(
         wallet,
         delay_s=settings.release_delay_s,
@@ -39,8 +55,12 @@ async def create_service(settings: WalletSettings) -> tuple[ServiceProcess, int]
         on_released=platform.relay.wake,
     )
     platform.add_loop(BackgroundLoop("wallet-release", release.run, release.stop))
+    if settings.payout_schedule_interval_s > 0:
+        scheduler = ScheduleLoop(payouts, interval_s=settings.payout_schedule_interval_s, on_paid=platform.relay.wake)
+        platform.add_loop(BackgroundLoop("wallet-payout-schedule", scheduler.run, scheduler.stop))
+    servicer = WalletServicer(wallet, payouts, release_delay_s=settings.release_delay_s, on_change=platform.relay.wake)
     return platform.build_process(
-        registrations=[(wallet_pb2_grpc.add_WalletServiceServicer_to_server, WalletServicer(wallet), SERVICE_NAME)],
+        registrations=[(wallet_pb2_grpc.add_WalletServiceServicer_to_server, servicer, SERVICE_NAME)],
         scopes=SCOPES,
     )
 
