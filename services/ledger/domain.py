@@ -20,6 +20,11 @@ from services.ledger.accounts import PSP_RECEIVABLE, is_account, seller_payable
 
 KIND_PAYMENT_ORDER_SUCCEEDED = "payment_order_succeeded"
 KIND_REFUND_SUCCEEDED = "refund_succeeded"
+KIND_PAYOUT_REQUESTED = "payout_requested"
+KIND_PAYOUT_PAID = "payout_paid"
+KIND_PAYOUT_FAILED = "payout_failed"
+KIND_PSP_FEE = "psp_fee"
+KIND_REVERSAL = "reversal"
 
 
 class UnbalancedEntry(ValueError):
@@ -60,6 +65,10 @@ class JournalEntry:
     cause_event_id: uuid.UUID
     postings: tuple[Posting, ...]
     refund_id: uuid.UUID | None = None  # for refund entries: posted once per refund
+    payout_id: uuid.UUID | None = None  # for payout entries: each step posted once per payout
+    reverses_entry_id: uuid.UUID | None = None  # for a reversal: the entry it reverses, at most once
+    memo: str = ""  # for a fee, what it is for; for a reversal, why
+    psp_reference: str = ""  # for a fee or a paid or failed payout: the PSP's reference
 
     def __post_init__(self) -> None:
         check_balanced(self.postings)

@@ -1,6 +1,7 @@
 """The journal as an hledger journal (https://hledger.org/hledger.html#journal). Pure: no I/O.
 
-One transaction per journal entry, dated by its posting time in UTC, with the entry's ids as tags:
+One transaction per journal entry, dated by its posting time in UTC, with the entry's ids as tags (and,
+when the entry has them, its refund, payout and reversed entry ids, PSP reference and memo):
 
     2026-01-15 payment_order_succeeded 0f5c...e1 9a1b...07
         ; entry_id:0f5c...e1, kind:payment_order_succeeded, payment_order_id:9a1b...07, event_id:..., posted_at:...
@@ -31,6 +32,7 @@ from services.common.errors import FailedPrecondition
 from services.common.money import CURRENCY_EXPONENTS
 from services.ledger.accounts import (
     BANK_CASH,
+    PAYOUTS_IN_TRANSIT_PREFIX,
     PLATFORM_REVENUE,
     PSP_FEES,
     PSP_RECEIVABLE,
@@ -49,12 +51,12 @@ _FIXED_ACCOUNT_TYPES = {
     PLATFORM_REVENUE: REVENUES,
     PSP_FEES: EXPENSES,
 }
-_PREFIXED_ACCOUNT_TYPES = {SELLER_PAYABLE_PREFIX: LIABILITIES}
+_PREFIXED_ACCOUNT_TYPES = {SELLER_PAYABLE_PREFIX: LIABILITIES, PAYOUTS_IN_TRANSIT_PREFIX: LIABILITIES}
 # Always encoded: `%` so that the encoding can be reversed, `;` as it starts a comment (in hledger's
 # descriptions, and in Ledger's account names too).
 _ALWAYS_ENCODED = frozenset("%;")
 _STATUS_OR_CODE_MARKS = frozenset("*!(")
-# The kind is one word of the header and a tag value, which a comma would end.
+# The kind is one word of the header and a tag value, which a comma would end; so are free-text tags.
 _WORD_SPECIALS = ", "
 
 
@@ -84,6 +86,11 @@ class ExportEntry:
     cause_event_id: uuid.UUID
     posted_at: datetime
     postings: tuple[ExportPosting, ...]
+    refund_id: uuid.UUID | None = None
+    payout_id: uuid.UUID | None = None
+    reverses_entry_id: uuid.UUID | None = None
+    psp_reference: str = ""
+    memo: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,9 +202,16 @@ def _header(entry: ExportEntry) -> str:
 def _tags(entry: ExportEntry) -> str:
     # hledger tags are `name:value`, the value ending at a comma or the end of the line.
     tags = [f"entry_id:{entry.entry_id}", f"kind:{encode(entry.kind, _WORD_SPECIALS)}"]
-    if entry.payment_order_id:
-        tags.append(f"payment_order_id:{entry.payment_order_id}")
+    ids = (
+        ("payment_order_id", entry.payment_order_id),
+        ("refund_id", entry.refund_id),
+        ("payout_id", entry.payout_id),
+        ("reverses_entry_id", entry.reverses_entry_id),
+    )
+    tags += [f"{name}:{value}" for name, value in ids if value]
     tags += [f"event_id:{entry.cause_event_id}", f"posted_at:{_timestamp_text(entry.posted_at)}"]
+    texts = (("psp_reference", entry.psp_reference), ("memo", entry.memo))
+    tags += [f"{name}:{encode(value, _WORD_SPECIALS)}" for name, value in texts if value]
     return "    ; " + ", ".join(tags)
 
 

@@ -15,9 +15,10 @@ from services.common import outbox, snapshot_paging
 from services.common.errors import Validator
 from services.common.events import LEDGER_ENTRY_POSTED, OutboundEvent
 from services.common.money import Money
+from services.common.payout_events import PayoutEvent
 from services.common.succeeded_orders import SucceededOrder
 from services.common.succeeded_refunds import SucceededRefund
-from services.ledger.adapters import db
+from services.ledger.adapters import db, entries_db
 from services.ledger.domain import (
     JournalEntry,
     PostedEntry,
@@ -26,18 +27,20 @@ from services.ledger.domain import (
     refund_succeeded_entry,
     validate_account_query,
 )
+from services.ledger.payouts import payout_entry
 
 log = logging.getLogger(__name__)
 
 
 def entry_posted(posted: PostedEntry) -> OutboundEvent:
-    """The `ledger.entry.posted` event of an entry (key: its payment order, else the entry id)."""
+    """The `ledger.entry.posted` event of an entry (key: its payment order, else its payout, else the
+    entry id), so that the entries of one order or one payout are announced in order."""
     entry = posted.entry
     posted_at = Timestamp()
     posted_at.FromDatetime(posted.created_at)
     return OutboundEvent(
         LEDGER_ENTRY_POSTED,
-        key=str(entry.payment_order_id or entry.entry_id),
+        key=str(entry.payment_order_id or entry.payout_id or entry.entry_id),
         message=events_pb2.LedgerEntryPosted(
             entry_id=str(entry.entry_id),
             kind=entry.kind,
@@ -55,6 +58,18 @@ def entry_posted(posted: PostedEntry) -> OutboundEvent:
     )
 
 
+async def post_and_announce(
+    connection: AsyncConnection, entries: Sequence[JournalEntry], what: str
+) -> list[PostedEntry]:
+    """Posts the entries not posted yet, with one `ledger.entry.posted` each in the outbox, in
+    `connection`'s transaction; returns those it posted."""
+    posted = await db.post_entries(connection, entries)
+    await outbox.append(connection, [entry_posted(entry) for entry in posted])
+    if len(posted) < len(entries):
+        log.info("ledger: %d of %d %s were already posted", len(entries) - len(posted), len(entries), what)
+    return posted
+
+
 class LedgerService:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -66,7 +81,7 @@ class LedgerService:
         """Posts DR psp_receivable / CR seller_payable per order, once per order and cause event, in
         `connection`'s transaction, with one `ledger.entry.posted` per entry in the outbox."""
         entries = [payment_order_succeeded_entry(order, uuid.uuid4()) for order in orders]
-        return await self._post(connection, entries, "orders")
+        return await post_and_announce(connection, entries, "orders")
 
     async def record_refunds(
         self, connection: AsyncConnection, refunds: Sequence[SucceededRefund]
@@ -74,15 +89,13 @@ class LedgerService:
         """Posts DR seller_payable / CR psp_receivable per refund, once per refund, in `connection`'s
         transaction, with one `ledger.entry.posted` per entry in the outbox."""
         entries = [refund_succeeded_entry(refund, uuid.uuid4()) for refund in refunds]
-        return await self._post(connection, entries, "refunds")
+        return await post_and_announce(connection, entries, "refunds")
 
-    @staticmethod
-    async def _post(connection: AsyncConnection, entries: Sequence[JournalEntry], what: str) -> list[PostedEntry]:
-        posted = await db.post_entries(connection, entries)
-        await outbox.append(connection, [entry_posted(entry) for entry in posted])
-        if len(posted) < len(entries):
-            log.info("ledger: %d of %d %s were already posted", len(entries) - len(posted), len(entries), what)
-        return posted
+    async def record_payouts(self, connection: AsyncConnection, payouts: Sequence[PayoutEvent]) -> list[PostedEntry]:
+        """Posts each payout step (requested, paid, failed) once per payout, in `connection`'s
+        transaction, with one `ledger.entry.posted` per entry in the outbox."""
+        entries = [payout_entry(payout, uuid.uuid4()) for payout in payouts]
+        return await post_and_announce(connection, entries, "payout steps")
 
     async def get_account_balance(self, account: str, currency: str) -> Money:
         validate_account_query(account, currency)
@@ -101,7 +114,7 @@ class LedgerService:
         cursor = snapshot_paging.decode_token(page_token, payment_order_id, other_filter) if page_token else None
         async with self._engine.connect() as connection:
             snapshot = cursor.snapshot if cursor else await db.current_snapshot(connection)
-            entries = await db.fetch_entries(
+            entries = await entries_db.fetch_entries(
                 connection,
                 snapshot=snapshot,
                 after_seq=cursor.after_seq if cursor else 0,

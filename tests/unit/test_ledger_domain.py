@@ -1,4 +1,5 @@
-"""The ledger's pure rules: double entry, the chart of accounts, and which orders can be booked."""
+"""The ledger's pure rules: double entry, the chart of accounts, which orders can be booked, and the
+entries of payouts, PSP fees and reversals."""
 
 from __future__ import annotations
 
@@ -9,8 +10,19 @@ import pytest
 
 from services.common.errors import InvalidArgument
 from services.common.money import Money
+from services.common.payout_events import PayoutEvent, PayoutStep
 from services.common.succeeded_orders import SucceededOrder, parse_succeeded_order
-from services.ledger.accounts import PSP_RECEIVABLE, is_account, seller_payable
+from services.common.succeeded_refunds import SucceededRefund
+from services.ledger.accounts import PSP_RECEIVABLE, is_account, payouts_in_transit, seller_payable
+from services.ledger.corrections import (
+    LedgerEntryIsReversal,
+    PspFee,
+    is_same_fee,
+    psp_fee_entry,
+    reversal_entry,
+    validate_psp_fee,
+    validate_reversal,
+)
 from services.ledger.domain import (
     JournalEntry,
     PostedEntry,
@@ -19,8 +31,10 @@ from services.ledger.domain import (
     UnbalancedEntry,
     check_balanced,
     payment_order_succeeded_entry,
+    refund_succeeded_entry,
     validate_account_query,
 )
+from services.ledger.payouts import payout_entry
 from services.ledger.service import entry_posted
 
 
@@ -74,11 +88,18 @@ def test_the_chart_of_accounts() -> None:
     for account in ("psp_receivable", "bank_cash", "platform_revenue", "psp_fees", "refunds_clearing"):
         assert is_account(account)
     assert is_account(seller_payable("s-1")) and is_account(seller_payable("x" * 64))
+    assert is_account(payouts_in_transit("s-1")) and is_account(payouts_in_transit("x" * 64))
+    assert payouts_in_transit("s-1") == "payouts_in_transit:s-1"
     for account in (
         "",
         "seller_payable:",
         "seller_payable:" + "x" * 65,
         "seller_payable:a\tb",
+        "seller_payable:a\n",
+        "payouts_in_transit",
+        "payouts_in_transit:",
+        "payouts_in_transit:" + "x" * 65,
+        "payouts_in_transit:a\nb",
         "revenue",
         "PSP_RECEIVABLE",
     ):
@@ -135,3 +156,164 @@ def test_the_posted_event_carries_the_postings_and_the_cause() -> None:
         ("psp_receivable", 250, "GBP"),
         ("seller_payable:seller-7", -250, "GBP"),
     ]
+
+
+def _payout(step: PayoutStep, amount_minor: int = 7_500, currency: str = "EUR") -> PayoutEvent:
+    return PayoutEvent(
+        step=step,
+        payout_id=uuid.uuid4(),
+        seller_id="seller-7",
+        amount=Money(amount_minor, currency),
+        destination="ba_123",
+        event_id=uuid.uuid4(),
+        psp_reference="" if step is PayoutStep.REQUESTED else "po_1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("step", "kind", "debited", "credited"),
+    [
+        (PayoutStep.REQUESTED, "payout_requested", "seller_payable:seller-7", "payouts_in_transit:seller-7"),
+        (PayoutStep.PAID, "payout_paid", "payouts_in_transit:seller-7", "psp_receivable"),
+        (PayoutStep.FAILED, "payout_failed", "payouts_in_transit:seller-7", "seller_payable:seller-7"),
+    ],
+)
+def test_each_payout_step_moves_the_amount_between_the_sellers_accounts_and_the_psp(
+    step: PayoutStep, kind: str, debited: str, credited: str
+) -> None:
+    payout = _payout(step)
+    entry = payout_entry(payout, uuid.uuid4())
+    assert (entry.kind, entry.payout_id, entry.cause_event_id) == (kind, payout.payout_id, payout.event_id)
+    assert entry.payment_order_id is None and entry.psp_reference == payout.psp_reference
+    assert entry.postings == (Posting(debited, Money(7_500, "EUR")), Posting(credited, Money(-7_500, "EUR")))
+
+
+def test_a_paid_payout_leaves_nothing_in_transit_and_a_failed_one_gives_the_seller_everything_back() -> None:
+    def net(*steps: PayoutStep) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for step in steps:
+            for posting in payout_entry(_payout(step), uuid.uuid4()).postings:
+                totals[posting.account] = totals.get(posting.account, 0) + posting.amount.amount_minor
+        return {account: total for account, total in totals.items() if total}
+
+    assert net(PayoutStep.REQUESTED, PayoutStep.PAID) == {"seller_payable:seller-7": 7_500, "psp_receivable": -7_500}
+    assert net(PayoutStep.REQUESTED, PayoutStep.FAILED) == {}
+
+
+def test_a_payout_entry_is_announced_under_its_payout_id() -> None:
+    payout = _payout(PayoutStep.PAID)
+    event = entry_posted(PostedEntry(1, payout_entry(payout, uuid.uuid4()), datetime.now(UTC)))
+    assert event.key == str(payout.payout_id)
+
+
+def _fee(**overrides: object) -> PspFee:
+    fields: dict[str, object] = {
+        "amount_minor": 35,
+        "currency": "USD",
+        "psp_reference": "ch_123",
+        "memo": "processing fee",
+        "idempotency_key": "settlement-line-1",
+    }
+    fields.update(overrides)
+    return validate_psp_fee(**fields)  # type: ignore[arg-type]
+
+
+def test_a_psp_fee_debits_fees_and_credits_the_receivable_keeping_reference_and_memo() -> None:
+    entry = psp_fee_entry(_fee(), uuid.uuid4())
+    assert entry.kind == "psp_fee" and entry.payment_order_id is None
+    assert entry.postings == (Posting("psp_fees", Money(35, "USD")), Posting("psp_receivable", Money(-35, "USD")))
+    assert (entry.psp_reference, entry.memo) == ("ch_123", "processing fee")
+    assert _fee(memo="").memo == ""  # the memo is optional
+
+
+def test_a_fee_s_cause_is_derived_from_its_idempotency_key_only() -> None:
+    first = psp_fee_entry(_fee(), uuid.uuid4())
+    assert psp_fee_entry(_fee(), uuid.uuid4()).cause_event_id == first.cause_event_id
+    assert psp_fee_entry(_fee(amount_minor=36), uuid.uuid4()).cause_event_id == first.cause_event_id
+    assert psp_fee_entry(_fee(idempotency_key="settlement-line-2"), uuid.uuid4()).cause_event_id != (
+        first.cause_event_id
+    )
+
+
+def test_a_repeated_fee_is_the_same_only_with_the_same_request() -> None:
+    posted = psp_fee_entry(_fee(), uuid.uuid4())
+    assert is_same_fee(posted, _fee())
+    for other in (
+        _fee(amount_minor=36),
+        _fee(currency="EUR"),
+        _fee(psp_reference="ch_124"),
+        _fee(memo="chargeback fee"),
+    ):
+        assert not is_same_fee(posted, other)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fields"),
+    [
+        ({"amount_minor": 0}, {"amount.amount_minor"}),
+        ({"amount_minor": -5}, {"amount.amount_minor"}),
+        ({"amount_minor": 100_000_000}, {"amount.amount_minor"}),
+        ({"currency": "usd"}, {"amount.currency"}),
+        ({"currency": ""}, {"amount.currency"}),
+        ({"psp_reference": ""}, {"psp_reference"}),
+        ({"psp_reference": "x" * 256}, {"psp_reference"}),
+        ({"memo": "x" * 501}, {"memo"}),
+        ({"memo": "two\nlines"}, {"memo"}),
+        ({"idempotency_key": ""}, {"idempotency_key"}),
+        ({"idempotency_key": "k" * 256}, {"idempotency_key"}),
+        (
+            {"amount_minor": 0, "currency": "", "psp_reference": "", "idempotency_key": ""},
+            {"amount.amount_minor", "amount.currency", "psp_reference", "idempotency_key"},
+        ),
+    ],
+)
+def test_an_invalid_fee_is_refused_naming_every_bad_field(overrides: dict[str, object], fields: set[str]) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        _fee(**overrides)
+    assert caught.value.reason == "VALIDATION_FAILED"
+    assert {v.field for v in caught.value.violations} == fields
+
+
+def test_the_longest_valid_fee_fields_are_accepted() -> None:
+    fee = _fee(amount_minor=99_999_999, psp_reference="r" * 255, memo="m" * 500, idempotency_key="k" * 255)
+    assert fee.amount == Money(99_999_999, "USD")
+
+
+def test_a_reversal_negates_every_posting_and_keeps_what_it_corrects() -> None:
+    refund = SucceededRefund(uuid.uuid4(), uuid.uuid4(), "seller-7", Money(300, "JPY"), uuid.uuid4())
+    original = refund_succeeded_entry(refund, uuid.uuid4())
+    reversal = reversal_entry(original, uuid.uuid4(), "booked twice by hand")
+    assert reversal.kind == "reversal" and reversal.memo == "booked twice by hand"
+    assert reversal.reverses_entry_id == original.entry_id
+    assert (reversal.payment_order_id, reversal.refund_id) == (original.payment_order_id, original.refund_id)
+    assert reversal.postings == (
+        Posting("seller_payable:seller-7", Money(-300, "JPY")),
+        Posting("psp_receivable", Money(300, "JPY")),
+    )
+    # One reversal per entry: its cause is derived from the entry it reverses.
+    assert reversal_entry(original, uuid.uuid4(), "another reason").cause_event_id == reversal.cause_event_id
+
+
+def test_a_reversal_is_not_reversed_again() -> None:
+    reversal = reversal_entry(payment_order_succeeded_entry(_order(), uuid.uuid4()), uuid.uuid4(), "wrong amount")
+    with pytest.raises(LedgerEntryIsReversal) as caught:
+        reversal_entry(reversal, uuid.uuid4(), "undo the undo")
+    assert caught.value.reason == "LEDGER_ENTRY_IS_REVERSAL"
+
+
+@pytest.mark.parametrize(
+    ("entry_id", "reason", "fields"),
+    [
+        ("not-a-uuid", "why", {"entry_id"}),
+        (uuid.uuid4().hex, "why", {"entry_id"}),
+        (str(uuid.uuid4()), "", {"reason"}),
+        (str(uuid.uuid4()), "x" * 501, {"reason"}),
+        ("", "", {"entry_id", "reason"}),
+    ],
+)
+def test_an_invalid_reversal_request_is_refused_naming_every_bad_field(
+    entry_id: str, reason: str, fields: set[str]
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        validate_reversal(entry_id=entry_id, reason=reason)
+    assert {v.field for v in caught.value.violations} == fields

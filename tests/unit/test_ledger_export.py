@@ -108,7 +108,8 @@ def test_the_preamble_states_the_period() -> None:
         ("seller_payable:seller-42", "liabilities:seller_payable:seller-42"),
         ("seller_payable:Café Olé", "liabilities:seller_payable:Café Olé"),
         ("payouts_in_transit", "unmapped:payouts_in_transit"),
-        ("payouts_in_transit:seller-1", "unmapped:payouts_in_transit:seller-1"),
+        ("payouts_in_transit:seller-1", "liabilities:payouts_in_transit:seller-1"),
+        ("payouts_in_transit:a:b c", "liabilities:payouts_in_transit:a%3Ab c"),
     ],
 )
 def test_accounts_map_to_hledger_types(account: str, hledger: str) -> None:
@@ -194,6 +195,34 @@ def test_the_date_is_the_utc_date_of_the_posting_time() -> None:
     )
     assert text.startswith("2026-01-16 ")
     assert "posted_at:2026-01-16T04:30:00.000000Z" in text
+
+
+def test_a_correction_carries_its_ids_reference_and_memo_as_tags() -> None:
+    refund_id, payout_id, reversed_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    reversal = ExportEntry(
+        seq=2,
+        entry_id=ENTRY_ID,
+        kind="reversal",
+        payment_order_id=None,
+        cause_event_id=EVENT_ID,
+        posted_at=POSTED_AT,
+        postings=(
+            ExportPosting("payouts_in_transit:s-1", "USD", 500),
+            ExportPosting("seller_payable:s-1", "USD", -500),
+        ),
+        refund_id=refund_id,
+        payout_id=payout_id,
+        reverses_entry_id=reversed_id,
+        psp_reference="po_1",
+        memo="wrong seller, see; ticket 7",
+    )
+    tags = export.transaction(reversal).splitlines()[1]
+    assert tags == (
+        f"    ; entry_id:{ENTRY_ID}, kind:reversal, refund_id:{refund_id}, payout_id:{payout_id}, "
+        f"reverses_entry_id:{reversed_id}, event_id:{EVENT_ID}, posted_at:2026-01-15T10:11:12.123456Z, "
+        "psp_reference:po_1, memo:wrong%20seller%2C%20see%3B%20ticket%207"
+    )
+    assert unquote(tags.rpartition("memo:")[2]) == "wrong seller, see; ticket 7"
 
 
 def test_a_naive_posting_time_is_refused() -> None:

@@ -1,30 +1,35 @@
-"""The ledger's tables, set-based: one statement posts a whole batch of entries."""
+"""The ledger's tables, set-based: one statement posts a whole batch of entries (reads: entries_db.py)."""
 
 from __future__ import annotations
 
-import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.money import Money
-from services.ledger.domain import JournalEntry, PostedEntry, Posting, TrialBalance
+from services.ledger.domain import JournalEntry, PostedEntry, TrialBalance
 
 # One round trip per batch: insert the entries (one already posted for the same cause event, or the
-# same order and kind, inserts nothing), the postings of the entries actually inserted, and those
-# postings summed per (account, currency) into the balances, in a fixed order, so the single hot
-# `psp_receivable` row is updated once per batch and concurrent batches never deadlock. The database
-# checks double entry at commit (constraint triggers).
+# same order, refund, payout step or reversed entry, inserts nothing: ON CONFLICT without a target
+# covers every unique index), the postings of the entries actually inserted, and those postings summed
+# per (account, currency) into the balances, in a fixed order, so the single hot `psp_receivable` row
+# is updated once per batch and concurrent batches never deadlock. The database checks double entry
+# at commit (constraint triggers).
 _POST_ENTRIES = text("""
 WITH new_entries AS (
-    INSERT INTO journal_entries (entry_id, kind, payment_order_id, cause_event_id, refund_id)
-    SELECT entry_id, kind, payment_order_id, cause_event_id, refund_id
+    INSERT INTO journal_entries (entry_id, kind, payment_order_id, cause_event_id, refund_id, payout_id,
+                                 reverses_entry_id, memo, psp_reference)
+    SELECT entry_id, kind, payment_order_id, cause_event_id, refund_id, payout_id, reverses_entry_id, memo,
+           psp_reference
     FROM unnest(CAST(:entry_ids AS uuid[]), CAST(:kinds AS text[]), CAST(:order_ids AS uuid[]),
-                CAST(:cause_ids AS uuid[]), CAST(:refund_ids AS uuid[]))
-         AS e(entry_id, kind, payment_order_id, cause_event_id, refund_id)
-    ORDER BY payment_order_id, cause_event_id
+                CAST(:cause_ids AS uuid[]), CAST(:refund_ids AS uuid[]), CAST(:payout_ids AS uuid[]),
+                CAST(:reversed_ids AS uuid[]), CAST(:memos AS text[]), CAST(:psp_references AS text[]))
+         AS e(entry_id, kind, payment_order_id, cause_event_id, refund_id, payout_id, reverses_entry_id, memo,
+              psp_reference)
+    -- One order for every batch (no two wait on each other in a cycle), and a payout's request before
+    -- its outcome when both come in one batch, so that the journal and the events follow its steps.
+    ORDER BY payment_order_id, payout_id, kind <> 'payout_requested', cause_event_id
     ON CONFLICT DO NOTHING
     RETURNING entry_id, seq, created_at
 ), new_postings AS (
@@ -61,6 +66,10 @@ async def post_entries(connection: AsyncConnection, entries: Sequence[JournalEnt
             "order_ids": [entry.payment_order_id for entry in entries],
             "cause_ids": [entry.cause_event_id for entry in entries],
             "refund_ids": [entry.refund_id for entry in entries],
+            "payout_ids": [entry.payout_id for entry in entries],
+            "reversed_ids": [entry.reverses_entry_id for entry in entries],
+            "memos": [entry.memo for entry in entries],
+            "psp_references": [entry.psp_reference for entry in entries],
             "posting_entry_ids": [entry_id for entry_id, _, _ in postings],
             "positions": [position for _, position, _ in postings],
             "accounts": [posting.account for _, _, posting in postings],
@@ -83,44 +92,6 @@ async def fetch_account_balance(connection: AsyncConnection, account: str, curre
 
 async def current_snapshot(connection: AsyncConnection) -> str:
     return str(await connection.scalar(text("SELECT CAST(pg_current_snapshot() AS text)")))
-
-
-async def fetch_entries(
-    connection: AsyncConnection, *, snapshot: str, after_seq: int, limit: int, payment_order_id: uuid.UUID | None
-) -> list[PostedEntry]:
-    """Entries visible in `snapshot` after `after_seq`, oldest first, with their postings."""
-    order_filter = "AND payment_order_id = :payment_order_id" if payment_order_id else ""
-    rows = (
-        await connection.execute(
-            text(
-                "SELECT entry_id, seq, kind, payment_order_id, cause_event_id, created_at FROM journal_entries "
-                "WHERE seq > :after_seq AND pg_visible_in_snapshot(txid, CAST(:snapshot AS pg_snapshot)) "
-                f"{order_filter} ORDER BY seq LIMIT :limit"
-            ),
-            {"after_seq": after_seq, "snapshot": snapshot, "limit": limit, "payment_order_id": payment_order_id},
-        )
-    ).all()
-    if not rows:
-        return []
-    postings: dict[uuid.UUID, list[Posting]] = defaultdict(list)
-    for posting in await connection.execute(
-        text(
-            "SELECT entry_id, account, currency, amount_minor FROM postings "
-            "WHERE entry_id = ANY(CAST(:entry_ids AS uuid[])) ORDER BY entry_id, position"
-        ),
-        {"entry_ids": [row.entry_id for row in rows]},
-    ):
-        postings[posting.entry_id].append(Posting(posting.account, Money(posting.amount_minor, posting.currency)))
-    return [
-        PostedEntry(
-            row.seq,
-            JournalEntry(
-                row.entry_id, row.kind, row.payment_order_id, row.cause_event_id, tuple(postings[row.entry_id])
-            ),
-            row.created_at,
-        )
-        for row in rows
-    ]
 
 
 async def trial_balance(connection: AsyncConnection) -> TrialBalance:

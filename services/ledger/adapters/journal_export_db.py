@@ -24,14 +24,15 @@ DEFAULT_BATCH_SIZE = 1000
 # triggers make impossible) would reach the exporter and be refused there, not silently vanish.
 _BATCH = """
 WITH batch AS (
-    SELECT seq, entry_id, kind, payment_order_id, cause_event_id, created_at
+    SELECT seq, entry_id, kind, payment_order_id, cause_event_id, created_at, refund_id, payout_id,
+           reverses_entry_id, psp_reference, memo
     FROM journal_entries
     WHERE seq > :after_seq {period_filter}
     ORDER BY seq
     LIMIT :limit
 )
-SELECT b.seq, b.entry_id, b.kind, b.payment_order_id, b.cause_event_id, b.created_at,
-       p.account, p.currency, p.amount_minor
+SELECT b.seq, b.entry_id, b.kind, b.payment_order_id, b.cause_event_id, b.created_at, b.refund_id, b.payout_id,
+       b.reverses_entry_id, b.psp_reference, b.memo, p.account, p.currency, p.amount_minor
 FROM batch AS b LEFT JOIN postings AS p USING (entry_id)
 ORDER BY b.seq, p.position
 """
@@ -70,6 +71,11 @@ def _entries(rows: Sequence[Row[Any]]) -> list[ExportEntry]:
                 cause_event_id=first.cause_event_id,
                 posted_at=first.created_at,
                 postings=postings,
+                refund_id=first.refund_id,
+                payout_id=first.payout_id,
+                reverses_entry_id=first.reverses_entry_id,
+                psp_reference=first.psp_reference,
+                memo=first.memo,
             )
         )
     return entries

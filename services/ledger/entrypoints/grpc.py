@@ -7,14 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from settle.common.v1.money_pb2 import Money as MoneyMessage
 from settle.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from services.common.errors import Unimplemented, Validator
-from services.common.money import Money
 from services.ledger import export
 from services.ledger.adapters.journal_export_db import JournalExportReader
-from services.ledger.domain import PostedEntry
+from services.ledger.admin_service import LedgerAdmin
+from services.ledger.entrypoints.translate import entry_message, money_message
 from services.ledger.service import LedgerService
 
 _EXPORT_FORMATS = frozenset(
@@ -23,24 +22,6 @@ _EXPORT_FORMATS = frozenset(
 # google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
 _MIN_TIMESTAMP_SECONDS, _MAX_TIMESTAMP_SECONDS = -62_135_596_800, 253_402_300_799
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _money(money: Money) -> MoneyMessage:
-    return MoneyMessage(amount_minor=money.amount_minor, currency=money.currency)
-
-
-def _entry_message(posted: PostedEntry) -> ledger_pb2.JournalEntry:
-    entry = posted.entry
-    created = Timestamp()
-    created.FromDatetime(posted.created_at)
-    return ledger_pb2.JournalEntry(
-        entry_id=str(entry.entry_id),
-        kind=entry.kind,
-        payment_order_id=str(entry.payment_order_id or ""),
-        event_id=str(entry.cause_event_id),
-        postings=[ledger_pb2.Posting(account=p.account, amount=_money(p.amount)) for p in entry.postings],
-        create_time=created,
-    )
 
 
 def _bound(timestamp: Timestamp) -> datetime:
@@ -85,16 +66,27 @@ def export_period(request: ledger_pb2.ExportJournalRequest) -> export.Period:
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
-    def __init__(self, ledger: LedgerService, journal_exports: JournalExportReader | None = None) -> None:
+    def __init__(
+        self,
+        ledger: LedgerService,
+        journal_exports: JournalExportReader | None = None,
+        admin: LedgerAdmin | None = None,
+    ) -> None:
         self._ledger = ledger
-        # Optional so that a process built without it still serves every other method.
+        # Optional so that a process built without them still serves every other method.
         self._journal_exports = journal_exports
+        self._admin = admin
+
+    def _admin_or_unimplemented(self) -> LedgerAdmin:
+        if self._admin is None:
+            raise Unimplemented("corrections are not enabled in this ledger process", reason="CORRECTIONS_NOT_ENABLED")
+        return self._admin
 
     async def GetAccountBalance(  # noqa: N802 - the name gRPC dispatches to
         self, request: ledger_pb2.GetAccountBalanceRequest, context: Any
     ) -> ledger_pb2.GetAccountBalanceResponse:
         balance = await self._ledger.get_account_balance(request.account, request.currency)
-        return ledger_pb2.GetAccountBalanceResponse(account=request.account, balance=_money(balance))
+        return ledger_pb2.GetAccountBalanceResponse(account=request.account, balance=money_message(balance))
 
     async def ListEntries(  # noqa: N802 - the name gRPC dispatches to
         self, request: ledger_pb2.ListEntriesRequest, context: Any
@@ -103,7 +95,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             page_size=request.page_size, page_token=request.page_token, payment_order_id=request.payment_order_id
         )
         return ledger_pb2.ListEntriesResponse(
-            entries=[_entry_message(entry) for entry in entries], next_page_token=next_token
+            entries=[entry_message(entry) for entry in entries], next_page_token=next_token
         )
 
     async def TrialBalance(  # noqa: N802 - the name gRPC dispatches to
@@ -111,8 +103,8 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> ledger_pb2.TrialBalanceResponse:
         trial = await self._ledger.trial_balance()
         return ledger_pb2.TrialBalanceResponse(
-            accounts=[ledger_pb2.AccountBalance(account=a, balance=_money(b)) for a, b in trial.accounts],
-            totals=[_money(total) for total in trial.totals],
+            accounts=[ledger_pb2.AccountBalance(account=a, balance=money_message(b)) for a, b in trial.accounts],
+            totals=[money_message(total) for total in trial.totals],
             balanced=trial.balanced,
         )
 
@@ -128,3 +120,24 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             yield ledger_pb2.ExportJournalChunk(text=export.preamble(await journal.currencies(), period))
             async for batch in journal.batches(period):
                 yield ledger_pb2.ExportJournalChunk(text=export.transactions(batch), entry_count=len(batch))
+
+    async def PostPspFee(  # noqa: N802 - the name gRPC dispatches to
+        self, request: ledger_pb2.PostPspFeeRequest, context: Any
+    ) -> ledger_pb2.JournalEntry:
+        """Errors: INVALID_ARGUMENT/VALIDATION_FAILED, ALREADY_EXISTS/IDEMPOTENCY_KEY_REUSED_WITH_DIFFERENT_REQUEST."""
+        posted = await self._admin_or_unimplemented().post_psp_fee(
+            amount_minor=request.amount.amount_minor,
+            currency=request.amount.currency,
+            psp_reference=request.psp_reference,
+            memo=request.memo,
+            idempotency_key=request.idempotency_key,
+        )
+        return entry_message(posted)
+
+    async def ReverseEntry(  # noqa: N802 - the name gRPC dispatches to
+        self, request: ledger_pb2.ReverseEntryRequest, context: Any
+    ) -> ledger_pb2.JournalEntry:
+        """Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/LEDGER_ENTRY_NOT_FOUND,
+        FAILED_PRECONDITION/LEDGER_ENTRY_IS_REVERSAL."""
+        posted = await self._admin_or_unimplemented().reverse_entry(entry_id=request.entry_id, reason=request.reason)
+        return entry_message(posted)

@@ -12,6 +12,7 @@ from services.common.logs import configure_logging
 from services.common.platform import Platform
 from services.common.runtime import ServiceProcess
 from services.ledger.adapters.journal_export_db import JournalExportReader
+from services.ledger.admin_service import LedgerAdmin
 from services.ledger.config import LedgerSettings
 from services.ledger.entrypoints.consumer import TOPICS, OutcomesHandler
 from services.ledger.entrypoints.grpc import LedgerServicer
@@ -22,11 +23,15 @@ log = logging.getLogger(__name__)
 SERVICE = "ledger"
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
 _READERS = frozenset({"finance", "admin"})
+# Writing to the books by hand (fees from settlement, corrections) is for operators only.
+_ADMIN_ONLY = frozenset({"admin"})
 SCOPES = {
     "GetAccountBalance": _READERS,
     "ListEntries": _READERS,
     "TrialBalance": _READERS,
     "ExportJournal": _READERS,
+    "PostPspFee": _ADMIN_ONLY,
+    "ReverseEntry": _ADMIN_ONLY,
 }
 
 
@@ -35,7 +40,8 @@ async def create_service(settings: LedgerSettings) -> tuple[ServiceProcess, int]
     platform = Platform.create(SERVICE, settings)
     await platform.start()
     ledger = LedgerService(platform.engine)
-    servicer = LedgerServicer(ledger, JournalExportReader(platform.engine))
+    admin = LedgerAdmin(platform.engine, wake_relay=platform.relay.wake)
+    servicer = LedgerServicer(ledger, JournalExportReader(platform.engine), admin)
     platform.add_consumer("outcomes", TOPICS, OutcomesHandler(ledger))
     return platform.build_process(
         registrations=[
