@@ -27,6 +27,7 @@ KINDS = (
     "status_mismatch",
     "wallet_mismatch",
     "ledger_mismatch",
+    "seller_books_mismatch",
     "ledger_unbalanced",
     "balance_drift",
     "non_terminal",
@@ -95,6 +96,9 @@ class Records:
     unlinked_charges: list[Charge] = field(default_factory=list)
     credits: dict[str, Booking] = field(default_factory=dict)
     entries: dict[str, Booking] = field(default_factory=dict)
+    # Per (seller, currency): what the seller is owed and what is on its way in payouts, by each book.
+    wallet_books: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    ledger_books: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
 
     def seller_of(self, order_id: str) -> str | None:
         known = self.orders.get(order_id) or self.executions.get(order_id)
@@ -217,6 +221,12 @@ WHERE coalesce(b.pending_minor, 0) <> coalesce(s.pending_minor, 0)
 """
 
 
+# The seller's side of the wallet: pending and available are owed, reserved is paid out but not yet paid.
+_WALLET_BOOKS = """
+SELECT seller_id, currency, pending_minor + available_minor AS owed, reserved_minor AS in_transit FROM balances
+"""
+
+
 async def read_wallet(connection: AsyncConnection, findings: Findings, records: Records) -> None:
     await _check_outbox(connection, "wallet", findings)
     records.credits = {
@@ -225,6 +235,11 @@ async def read_wallet(connection: AsyncConnection, findings: Findings, records: 
         for row in batch
     }
     await _found(connection, findings, "balance_drift", _WALLET_DRIFT)
+    records.wallet_books = {
+        (row.seller_id, row.currency): (row.owed, row.in_transit)
+        async for batch in _batches(connection, _WALLET_BOOKS)
+        for row in batch
+    }
     await _count(
         connection,
         findings,
@@ -274,6 +289,15 @@ WHERE coalesce(b.balance_minor, 0) <> coalesce(p.total, 0)
 """
 
 
+# The seller accounts (liabilities: credit balances, so negative when the platform owes the seller).
+_LEDGER_BOOKS = """
+SELECT split_part(account, ':', 1) AS family, substr(account, strpos(account, ':') + 1) AS seller_id,
+       currency, balance_minor
+FROM account_balances
+WHERE starts_with(account, 'seller_payable:') OR starts_with(account, 'payouts_in_transit:')
+"""
+
+
 async def read_ledger(connection: AsyncConnection, findings: Findings, records: Records) -> None:
     await _check_outbox(connection, "ledger", findings)
     records.entries = {
@@ -290,6 +314,16 @@ async def read_ledger(connection: AsyncConnection, findings: Findings, records: 
     await _found(connection, findings, "ledger_unbalanced", _UNBALANCED_ENTRIES)
     await _found(connection, findings, "ledger_unbalanced", _UNBALANCED_TOTALS)
     await _found(connection, findings, "balance_drift", _LEDGER_DRIFT)
+    books: dict[tuple[str, str], tuple[int, int]] = {}
+    async for batch in _batches(connection, _LEDGER_BOOKS):
+        for row in batch:
+            owed, in_transit = books.get((row.seller_id, row.currency), (0, 0))
+            if row.family == "seller_payable":
+                owed = -row.balance_minor
+            else:
+                in_transit = -row.balance_minor
+            books[(row.seller_id, row.currency)] = (owed, in_transit)
+    records.ledger_books = books
     await _count(
         connection,
         findings,
@@ -431,18 +465,36 @@ def _booking_problem(booking: Booking | None, charge: Charge, seller_id: str | N
     )
 
 
+def check_seller_books(records: Records, findings: Findings) -> None:
+    """Every seller's wallet balance equals the ledger's accounts of that seller: pending + available
+    with seller_payable, reserved with payouts_in_transit."""
+    for key in sorted(records.wallet_books.keys() | records.ledger_books.keys()):
+        wallet, ledger = records.wallet_books.get(key, (0, 0)), records.ledger_books.get(key, (0, 0))
+        if wallet != ledger:
+            seller_id, currency = key
+            findings.add(
+                "seller_books_mismatch",
+                f"{seller_id} {currency}: wallet owed/in transit {wallet[0]}/{wallet[1]}, "
+                f"ledger {ledger[0]}/{ledger[1]}",
+            )
+
+
 def cross_check(records: Records, findings: Findings) -> None:
     check_charges(records, findings)
     check_statuses(records, findings)
     check_bookings(records, findings, "wallet_mismatch", "wallet sale credit", records.credits)
     check_bookings(records, findings, "ledger_mismatch", "ledger sale entry", records.entries)
+    check_seller_books(records, findings)
 
 
 # What keeps a system busy: work not finished, or events not yet handed to Kafka.
 _BUSY_SQL = {
     "payment": "SELECT EXISTS (SELECT FROM payment_orders WHERE status NOT IN ('SUCCEEDED', 'FAILED', "
     "'PARTIALLY_REFUNDED', 'REFUNDED')) OR EXISTS (SELECT FROM payment_events WHERE NOT done)",
-    "executor": "SELECT EXISTS (SELECT FROM executions WHERE status NOT IN ('SUCCEEDED', 'FAILED'))",
+    "executor": "SELECT EXISTS (SELECT FROM executions WHERE status NOT IN ('SUCCEEDED', 'FAILED')) "
+    "OR EXISTS (SELECT FROM refund_executions WHERE status NOT IN ('SUCCEEDED', 'FAILED')) "
+    "OR EXISTS (SELECT FROM payout_executions WHERE status NOT IN ('SUCCEEDED', 'FAILED'))",
+    "wallet": "SELECT EXISTS (SELECT FROM payouts WHERE status = 'REQUESTED')",
 }
 
 

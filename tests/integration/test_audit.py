@@ -352,7 +352,7 @@ async def test_a_missing_wallet_credit_is_a_wallet_mismatch(shop: Shop) -> None:
         seller=order.seller_id,
     )
     report = await shop.audit()
-    assert _breached(report) == {"wallet_mismatch": 1}
+    assert _breached(report) == {"wallet_mismatch": 1, "seller_books_mismatch": 1}
     assert report.examples["wallet_mismatch"] == [f"{order.payment_order_id}: charged, but no wallet sale credit"]
 
 
@@ -368,7 +368,7 @@ async def test_a_credit_to_another_seller_is_a_wallet_mismatch(shop: Shop) -> No
         seller=first.seller_id,
         other=second.seller_id,
     )
-    assert _breached(await shop.audit()) == {"wallet_mismatch": 1}
+    assert _breached(await shop.audit()) == {"wallet_mismatch": 1, "seller_books_mismatch": 2}
 
 
 async def test_a_missing_ledger_entry_is_a_ledger_mismatch(shop: Shop) -> None:
@@ -384,7 +384,7 @@ async def test_a_missing_ledger_entry_is_a_ledger_mismatch(shop: Shop) -> None:
         payable=f"seller_payable:{order.seller_id}",
     )
     report = await shop.audit()
-    assert _breached(report) == {"ledger_mismatch": 1}
+    assert _breached(report) == {"ledger_mismatch": 1, "seller_books_mismatch": 1}
     assert report.examples["ledger_mismatch"] == [f"{order.payment_order_id}: charged, but no ledger sale entry"]
 
 
@@ -416,10 +416,31 @@ async def test_balances_that_differ_from_their_entries_drift(shop: Shop) -> None
         "UPDATE account_balances SET balance_minor = balance_minor + 1 WHERE account = 'psp_receivable'",
     )
     report = await shop.audit()
-    assert _breached(report) == {"balance_drift": 2}
+    assert _breached(report) == {"balance_drift": 2, "seller_books_mismatch": 1}
     assert sorted(example.split(":")[0] for example in report.examples["balance_drift"]) == [
         "ledger psp_receivable USD",
         f"wallet {seller_id} USD",
+    ]
+
+
+async def test_a_wallet_move_the_ledger_never_booked_is_a_seller_books_mismatch(shop: Shop) -> None:
+    order = shop.succeeded[0].order
+    payout_id = uuid.uuid4()
+    await _corrupt(
+        shop.engines["wallet"],
+        "INSERT INTO balance_entries (entry_id, seller_id, currency, bucket, amount_minor, kind, payout_id, event_id) "
+        "VALUES (gen_random_uuid(), :seller, 'USD', 'available', -100, 'payout_reserved', :payout, :payout), "
+        "(gen_random_uuid(), :seller, 'USD', 'reserved', 100, 'payout_reserved', :payout, :payout)",
+        "UPDATE balances SET available_minor = available_minor - 100, reserved_minor = reserved_minor + 100 "
+        "WHERE seller_id = :seller",
+        seller=order.seller_id,
+        payout=payout_id,
+    )
+    report = await shop.audit()
+    assert _breached(report) == {"seller_books_mismatch": 1}
+    owed = order.amount_minor
+    assert report.examples["seller_books_mismatch"] == [
+        f"{order.seller_id} USD: wallet owed/in transit {owed - 100}/100, ledger {owed}/0"
     ]
 
 
