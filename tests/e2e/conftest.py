@@ -16,7 +16,9 @@ from services.cli.stack import Stack, start_stack
 @pytest.fixture(scope="package")
 def stack() -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="settle-e2e-") as data_dir:
-        running = start_stack(Path(data_dir), fixed_ports=False)
+        # The payout schedule's own loop stays off: on a payout day it would pay out the tests' sellers
+        # behind their backs. The tests run the schedule themselves, for chosen days.
+        running = start_stack(Path(data_dir), fixed_ports=False, extra_env={"SETTLE_PAYOUT_SCHEDULE_INTERVAL_S": "0"})
         try:
             yield running
         finally:

@@ -107,7 +107,7 @@ WITH requested AS (
 ), new_payouts AS (
     INSERT INTO payouts (payout_id, seller_id, currency, amount_minor, destination, origin, idempotency_key,
                          request_hash, batch_id, batch_line, metadata)
-    SELECT * FROM requested ORDER BY payout_id
+    SELECT * FROM requested ORDER BY batch_line, payout_id  -- a batch is listed in the file's order
     RETURNING payout_id, seller_id, currency, amount_minor
 ), new_entries AS (
     INSERT INTO balance_entries
