@@ -44,9 +44,10 @@ def database_name(service: str) -> str:
     return f"settle_{service}"
 
 
-def upgrade(service: str, server_url: str) -> None:
-    """Creates the service's database if needed and applies every pending migration."""
-    database = database_name(service)
+def upgrade(service: str, server_url: str, database: str | None = None) -> None:
+    """Creates the service's database (or another one with its schema) if needed and applies every
+    pending migration."""
+    database = database or database_name(service)
     ensure_database(server_url, database)
     config = Config()
     config.set_main_option("script_location", f"services.{service}:migrations")
