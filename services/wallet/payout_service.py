@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from settle.common.v1.money_pb2 import Money as MoneyMessage
 from settle.events.v1 import events_pb2
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +33,7 @@ from services.common.events import PAYOUT_REQUESTED, OutboundEvent
 from services.common.money import Money
 from services.common.payout_events import PayoutEvent
 from services.common.snapshot_paging import page_size
+from services.common.timestamps import timestamp_of
 from services.wallet.adapters import payouts_db
 from services.wallet.batch_files import BatchInvalid, BatchLine, PayoutFormat, content_sha256, parse_batch
 from services.wallet.domain import BalanceEntry, validate_query
@@ -76,8 +76,6 @@ class ScheduleRun:
 
 
 def payout_requested(payout: PayoutRequest, requested_at: datetime) -> OutboundEvent:
-    stamp = Timestamp()
-    stamp.FromDatetime(requested_at)
     return OutboundEvent(
         PAYOUT_REQUESTED,
         key=str(payout.payout_id),
@@ -87,7 +85,7 @@ def payout_requested(payout: PayoutRequest, requested_at: datetime) -> OutboundE
             amount=MoneyMessage(amount_minor=payout.amount.amount_minor, currency=payout.amount.currency),
             destination=payout.destination,
             batch_id=payout.batch_id or "",
-            requested_at=stamp,
+            requested_at=timestamp_of(requested_at),
         ),
     )
 

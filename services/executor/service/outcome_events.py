@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
 from settle.common.v1.money_pb2 import Money
 from settle.events.v1 import events_pb2
 
@@ -17,6 +14,7 @@ from services.common.events import (
     PAYOUT_PAID,
     OutboundEvent,
 )
+from services.common.timestamps import timestamp_of
 from services.executor.domain import ChargeOrder, Execution, ExecutionStatus, PayoutOrder, RefundOrder
 
 
@@ -35,7 +33,7 @@ def outcome_event(execution: Execution[ChargeOrder]) -> OutboundEvent:
                 seller_id=order.seller_id,
                 amount=amount,
                 psp_reference=execution.psp_reference,
-                charged_at=_timestamp(execution.updated_at),
+                charged_at=timestamp_of(execution.updated_at),
             ),
         )
     if execution.status is ExecutionStatus.FAILED:
@@ -71,7 +69,7 @@ def refund_outcome_event(execution: Execution[RefundOrder]) -> OutboundEvent:
                 seller_id=refund.seller_id,
                 amount=amount,
                 psp_reference=execution.psp_reference,
-                refunded_at=_timestamp(execution.updated_at),
+                refunded_at=timestamp_of(execution.updated_at),
             ),
         )
     if execution.status is ExecutionStatus.FAILED:
@@ -105,7 +103,7 @@ def payout_outcome_event(execution: Execution[PayoutOrder]) -> OutboundEvent:
                 amount=amount,
                 destination=payout.destination,
                 psp_reference=execution.psp_reference,
-                paid_at=_timestamp(execution.updated_at),
+                paid_at=timestamp_of(execution.updated_at),
             ),
         )
     if execution.status is ExecutionStatus.FAILED:
@@ -123,9 +121,3 @@ def payout_outcome_event(execution: Execution[PayoutOrder]) -> OutboundEvent:
             ),
         )
     raise ValueError(f"an execution in {execution.status} has no outcome to announce")
-
-
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp

@@ -11,6 +11,7 @@ from settle.common.v1.money_pb2 import Money
 from settle.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 
 from services.common.errors import InvalidArgument
+from services.common.timestamps import timestamp_of
 from services.wallet.batch_files import PayoutFormat
 from services.wallet.domain import Balance, BalanceEntry, Bucket
 from services.wallet.payout_service import PayoutBatch, PayoutService
@@ -37,12 +38,6 @@ _ORIGINS = {
 _FORMATS = {wallet_pb2.PAYOUT_BATCH_FORMAT_CSV: PayoutFormat.CSV, wallet_pb2.PAYOUT_BATCH_FORMAT_XML: PayoutFormat.XML}
 
 
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 def _balance_message(balance: Balance, as_of: datetime) -> wallet_pb2.Balance:
     message = wallet_pb2.Balance(
         seller_id=balance.seller_id,
@@ -54,7 +49,7 @@ def _balance_message(balance: Balance, as_of: datetime) -> wallet_pb2.Balance:
         payouts_paid_minor=balance.payouts_paid_minor,
         debt_minor=balance.debt_minor,
         payouts_held=balance.payouts_held,
-        as_of=_timestamp(as_of),
+        as_of=timestamp_of(as_of),
     )
     if balance.updated_at is not None:
         message.update_time.FromDatetime(balance.updated_at)
@@ -76,8 +71,8 @@ def payout_message(payout: Payout) -> wallet_pb2.Payout:
         psp_reference=payout.psp_reference,
         failure_code=payout.failure_code,
         failure_message=payout.failure_message,
-        create_time=_timestamp(payout.created_at),
-        update_time=_timestamp(payout.updated_at),
+        create_time=timestamp_of(payout.created_at),
+        update_time=timestamp_of(payout.updated_at),
     )
 
 
@@ -94,7 +89,7 @@ def _batch_message(batch: PayoutBatch) -> wallet_pb2.PayoutBatch:
             )
             for status, count, amount in batch.totals
         ],
-        create_time=_timestamp(batch.created_at),
+        create_time=timestamp_of(batch.created_at),
     )
 
 
@@ -115,8 +110,6 @@ def _day(text: str) -> date:
 
 
 def _entry_message(entry: BalanceEntry) -> wallet_pb2.BalanceEntry:
-    created = Timestamp()
-    created.FromDatetime(entry.created_at)
     return wallet_pb2.BalanceEntry(
         entry_id=str(entry.entry_id),
         seller_id=entry.seller_id,
@@ -125,7 +118,7 @@ def _entry_message(entry: BalanceEntry) -> wallet_pb2.BalanceEntry:
         kind=entry.kind,
         payment_order_id=str(entry.payment_order_id or ""),
         event_id=str(entry.event_id),
-        create_time=created,
+        create_time=timestamp_of(entry.created_at),
         refund_id=str(entry.refund_id or ""),
         payout_id=str(entry.payout_id or ""),
     )
