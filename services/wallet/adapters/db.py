@@ -89,14 +89,15 @@ WITH due AS (
     ON CONFLICT DO NOTHING
     RETURNING {ENTRY_COLUMNS}
 ), moved AS (
-    UPDATE balances AS b
-    SET pending_minor = b.pending_minor + m.pending, available_minor = b.available_minor + m.available,
-        updated_at = now()
-    FROM (SELECT seller_id, currency,
-                 sum(amount_minor) FILTER (WHERE bucket = 'pending') AS pending,
-                 sum(amount_minor) FILTER (WHERE bucket = 'available') AS available
-          FROM new_entries GROUP BY seller_id, currency) AS m
-    WHERE b.seller_id = m.seller_id AND b.currency = m.currency
+    -- An upsert of rows that always exist: unlike UPDATE ... FROM, it takes the rows in its ORDER BY,
+    -- the (seller, currency) order every writer of balances uses, so it cannot deadlock with them.
+    INSERT INTO balances AS b (seller_id, currency, pending_minor, available_minor)
+    SELECT seller_id, currency,
+           sum(amount_minor) FILTER (WHERE bucket = 'pending'), sum(amount_minor) FILTER (WHERE bucket = 'available')
+    FROM new_entries GROUP BY seller_id, currency ORDER BY seller_id, currency
+    ON CONFLICT (seller_id, currency) DO UPDATE
+        SET pending_minor = b.pending_minor + excluded.pending_minor,
+            available_minor = b.available_minor + excluded.available_minor, updated_at = now()
 )
 SELECT {ENTRY_COLUMNS} FROM new_entries ORDER BY seq
 """)
