@@ -42,5 +42,6 @@ def minor_units(text: str, currency: str, *, decimal_separator: str = ".") -> in
     if len(fraction) > digits and set(fraction[digits:]) - {"0"}:
         raise AmountError(f"{text!r} has more decimals than {currency} has minor units ({digits})")
     fraction = fraction[:digits].ljust(digits, "0")
-    value = int(whole) * 10**digits + (int(fraction) if fraction else 0)
+    scale: int = 10**digits
+    value = int(whole) * scale + (int(fraction) if fraction else 0)
     return -value if sign == "-" else value
