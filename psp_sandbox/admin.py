@@ -2,11 +2,14 @@
 
 `/_sandbox/charges`, `/_sandbox/refunds` and `/_sandbox/payouts` list every successful charge, refund and
 paid payout, oldest first, filtered by `payment_order_id` (charges, refunds) or `payout_id` (payouts)
-as found in the object's metadata.
+as found in the object's metadata. `/_sandbox/settlements/{YYYY-MM-DD}` streams a day's settlement file
+(psp_sandbox/settlement.py), with discrepancy switches as query parameters.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
@@ -15,11 +18,17 @@ from aiohttp import web
 from psp_sandbox.api import STATE_KEY
 from psp_sandbox.errors import JsonObject, json_response
 from psp_sandbox.faults import FaultSpecError, parse_fault
+from psp_sandbox.settlement import SettlementQueryError, options_from_query, settlement_day, settlement_rows
 from psp_sandbox.state import SandboxState
 
+SETTLEMENT_CHUNK_CHARS = 64 * 1024  # rows are sent in chunks of about this size: few writes, bounded buffer
 
-def _bad_request(message: str) -> web.Response:
-    return json_response({"error": {"type": "invalid_request_error", "message": message}}, status=400)
+
+def _bad_request(message: str, param: str | None = None) -> web.Response:
+    error: JsonObject = {"type": "invalid_request_error", "message": message}
+    if param is not None:
+        error["param"] = param
+    return json_response({"error": error}, status=400)
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -107,6 +116,31 @@ async def update_config(request: web.Request) -> web.Response:
     return json_response(_config(state))
 
 
+async def get_settlement_file(request: web.Request) -> web.StreamResponse:
+    """The settlement file of one day (settlement.py), streamed; query parameters switch discrepancies on."""
+    try:
+        day = settlement_day(request.match_info["date"])
+        options = options_from_query(request.query.items())
+    except SettlementQueryError as error:
+        return _bad_request(str(error), error.param)
+    rows = settlement_rows(request.app[STATE_KEY], day, options)
+    response = web.StreamResponse(headers={"Content-Disposition": f'attachment; filename="settlement_{day}.csv"'})
+    response.content_type = "text/csv"
+    response.charset = "utf-8"
+    await response.prepare(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow(row)
+        if buffer.tell() >= SETTLEMENT_CHUNK_CHARS:
+            await response.write(buffer.getvalue().encode())
+            buffer.seek(0)
+            buffer.truncate()
+    await response.write(buffer.getvalue().encode())
+    await response.write_eof()
+    return response
+
+
 async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -124,5 +158,6 @@ def admin_routes() -> list[web.RouteDef]:
         web.post("/_sandbox/clock", advance_clock),
         web.get("/_sandbox/config", get_config),
         web.post("/_sandbox/config", update_config),
+        web.get("/_sandbox/settlements/{date}", get_settlement_file),
         web.get("/_sandbox/health", health),
     ]
