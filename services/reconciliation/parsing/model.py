@@ -19,12 +19,14 @@ from typing import BinaryIO, Protocol
 class LineKind(StrEnum):
     """What a settlement line moved, normalised across formats; the format's own word is kept in `raw_type`."""
 
-    CHARGE = "charge"  # money in from a buyer (Stripe charge, Adyen Settled, a camt credit)
+    CHARGE = "charge"  # money in from a buyer (Stripe charge, Adyen Settled)
     REFUND = "refund"  # money back to a buyer
-    PAYOUT = "payout"  # money out to a bank account (Stripe payout, Adyen MerchantPayout, a camt debit)
+    PAYOUT = "payout"  # money out to a bank account (Stripe payout, Adyen MerchantPayout)
     FEE = "fee"  # a standalone fee
     DISPUTE = "dispute"  # chargebacks and their reversals
-    ADJUSTMENT = "adjustment"  # corrections, balance transfers, reserves
+    # Corrections, balance transfers, reserves; and every camt.053 bank entry but bank charges (money in
+    # or out of the bank account, matched against PSP payouts by amount, date and reference).
+    ADJUSTMENT = "adjustment"
     OTHER = "other"  # anything the format calls by a name we do not know: kept, never dropped
 
 
