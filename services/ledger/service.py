@@ -54,6 +54,8 @@ def entry_posted(posted: PostedEntry) -> OutboundEvent:
             ],
             cause_event_id=str(entry.cause_event_id),
             posted_at=posted_at,
+            refund_id=str(entry.refund_id or ""),
+            payout_id=str(entry.payout_id or ""),
         ),
     )
 

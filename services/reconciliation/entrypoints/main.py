@@ -13,6 +13,7 @@ from services.common.errors import Unimplemented
 from services.common.logs import configure_logging
 from services.common.platform import Platform
 from services.common.runtime import ServiceProcess
+from services.reconciliation.booked_items import TOPICS, BookedItemsHandler
 
 SERVICE = "reconciliation"
 _FINANCE = frozenset({"finance", "admin"})
@@ -47,6 +48,7 @@ NotYetReconciliationServicer = type(
 async def create_service(settings: ServiceSettings) -> tuple[ServiceProcess, int]:
     platform = Platform.create(SERVICE, settings)
     await platform.start()
+    platform.add_consumer("booked", TOPICS, BookedItemsHandler())
     registrations = [
         (
             reconciliation_pb2_grpc.add_ReconciliationServiceServicer_to_server,

@@ -522,6 +522,8 @@ class LedgerEntryPosted(_message.Message):
     POSTINGS_FIELD_NUMBER: _builtins.int
     CAUSE_EVENT_ID_FIELD_NUMBER: _builtins.int
     POSTED_AT_FIELD_NUMBER: _builtins.int
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    PAYOUT_ID_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     """The journal entry id."""
     kind: _builtins.str
@@ -530,6 +532,10 @@ class LedgerEntryPosted(_message.Message):
     """The payment order the entry belongs to, when there is one."""
     cause_event_id: _builtins.str
     """The id of the event that caused the entry."""
+    refund_id: _builtins.str
+    """The refund the entry belongs to, when there is one."""
+    payout_id: _builtins.str
+    """The payout the entry belongs to, when there is one."""
     @_builtins.property
     def postings(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerPosting]:
         """The postings; they sum to zero per currency."""
@@ -547,10 +553,12 @@ class LedgerEntryPosted(_message.Message):
         postings: _abc.Iterable[Global___LedgerPosting] | None = ...,
         cause_event_id: _builtins.str = ...,
         posted_at: _timestamp_pb2.Timestamp | None = ...,
+        refund_id: _builtins.str = ...,
+        payout_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["posted_at", b"posted_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause_event_id", b"cause_event_id", "entry_id", b"entry_id", "kind", b"kind", "payment_order_id", b"payment_order_id", "posted_at", b"posted_at", "postings", b"postings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause_event_id", b"cause_event_id", "entry_id", b"entry_id", "kind", b"kind", "payment_order_id", b"payment_order_id", "payout_id", b"payout_id", "posted_at", b"posted_at", "postings", b"postings", "refund_id", b"refund_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
