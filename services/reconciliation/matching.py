@@ -1,0 +1,218 @@
+"""Matching settlement lines against what Settle booked, and classifying what does not agree.
+
+Set-based SQL in one transaction, so a million lines reconcile without any of them in Python's memory.
+In order (a line or an item is matched at most once):
+
+1. exact on the PSP reference (pi_/re_/po_ ids);
+2. on the merchant reference (our payment order / refund / payout id, echoed in metadata);
+3. a tolerant rule: same kind, currency and amount, booked within `window_days` of the line, paired
+   1:1 in time order.
+
+A line whose PSP reference already appeared (earlier in the file, or in a file imported before) is a
+DUPLICATE and takes no part in matching. Mismatch kinds, each with a severity and a suggested action:
+MISSING_IN_LEDGER, MISSING_IN_SETTLEMENT, AMOUNT_MISMATCH, CURRENCY_MISMATCH, DUPLICATE, STATUS_MISMATCH,
+UNEXPECTED_FEE and UNBALANCED (a statement, batch or payout whose lines do not add up).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+# kind: (severity, suggested action)
+MISMATCH_KINDS: dict[str, tuple[str, str]] = {
+    "MISSING_IN_LEDGER": ("critical", "The PSP moved money Settle did not book: find the payment and book it."),
+    "STATUS_MISMATCH": ("critical", "Settle recorded a failure the PSP settled: correct the order and book it."),
+    "AMOUNT_MISMATCH": ("high", "Compare the PSP's amount with the booking; post a correcting entry."),
+    "CURRENCY_MISMATCH": ("high", "The PSP settled another currency: check FX and correct the booking."),
+    "DUPLICATE": ("high", "The PSP settled the same reference twice: claim the duplicate back."),
+    "MISSING_IN_SETTLEMENT": ("medium", "Booked but not settled after the expected delay: ask the PSP."),
+    "UNEXPECTED_FEE": ("low", "The PSP charged a fee: book it (PostPspFee) or dispute it."),
+    "UNBALANCED": ("high", "A statement, batch or payout does not add up: ask the PSP or bank for a correction."),
+}
+MATCHABLE_KINDS = ("charge", "refund", "payout", "adjustment")
+_UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+@dataclass(frozen=True, slots=True)
+class MatchingRules:
+    window_days: int = 3  # the tolerant rule's date window
+    settlement_delay_days: int = 2  # booked items younger than this are "in transit", not missing
+
+
+async def reconcile(
+    connection: AsyncConnection, run_id: uuid.UUID, file_ids: list[str], as_of: datetime, rules: MatchingRules
+) -> None:
+    """Matches the files' lines, then writes the run's mismatches (deterministic ids) into `mismatches`."""
+    params = {"files": file_ids, "run": run_id, "as_of": as_of, "window": rules.window_days}
+    await connection.execute(
+        text(
+            "CREATE TEMP TABLE run_lines ON COMMIT DROP AS "
+            "SELECT l.file_id, l.line, l.kind, l.psp_reference, l.merchant_reference, l.currency, l.gross_minor, "
+            "l.fee_minor, l.net_minor, l.occurred_at, "
+            # A reference seen before (earlier in this file or in a file imported earlier) is a duplicate.
+            "  (l.psp_reference <> '' AND EXISTS (SELECT 1 FROM settlement_lines p JOIN settlement_files pf "
+            "     USING (file_id) JOIN settlement_files f ON f.file_id = l.file_id "
+            "   WHERE p.psp_reference = l.psp_reference AND p.kind = l.kind "
+            "     AND (pf.imported_at, p.file_id, p.line) < (f.imported_at, l.file_id, l.line))) AS duplicate "
+            "FROM settlement_lines l WHERE l.file_id = ANY(CAST(:files AS text[]))"
+        ),
+        params,
+    )
+    await connection.execute(
+        text(
+            "CREATE TEMP TABLE run_matches (file_id text, line int, item_id uuid, rule text, "
+            "PRIMARY KEY (file_id, line), UNIQUE (item_id)) ON COMMIT DROP"
+        )
+    )
+    # 1. PSP reference.
+    await connection.execute(
+        text(
+            "INSERT INTO run_matches SELECT DISTINCT ON (b.item_id) l.file_id, l.line, b.item_id, 'psp_reference' "
+            "FROM run_lines l JOIN booked_items b ON b.psp_reference = l.psp_reference "
+            "WHERE l.psp_reference <> '' AND NOT l.duplicate AND l.kind = ANY(CAST(:kinds AS text[])) "
+            "ORDER BY b.item_id, l.file_id, l.line ON CONFLICT DO NOTHING"
+        ),
+        {"kinds": list(MATCHABLE_KINDS)},
+    )
+    # 2. Merchant reference (our id).
+    await connection.execute(
+        text(
+            "INSERT INTO run_matches SELECT DISTINCT ON (b.item_id) l.file_id, l.line, b.item_id, "
+            "'merchant_reference' FROM run_lines l "
+            "JOIN booked_items b ON l.merchant_reference ~ :uuid AND b.item_id = CAST(l.merchant_reference AS uuid) "
+            "WHERE NOT l.duplicate AND l.kind = ANY(CAST(:kinds AS text[])) "
+            "AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.file_id = l.file_id AND m.line = l.line) "
+            "AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.item_id = b.item_id) "
+            "ORDER BY b.item_id, l.file_id, l.line ON CONFLICT DO NOTHING"
+        ),
+        {"kinds": list(MATCHABLE_KINDS), "uuid": _UUID_PATTERN},
+    )
+    # 3. Tolerant: kind (a bank entry may stand for a payout), currency and amount equal, dates close,
+    # paired 1:1 in time order within each (kind, currency, amount).
+    await connection.execute(
+        text("""
+        INSERT INTO run_matches
+        WITH open_lines AS (
+            SELECT l.*, CASE WHEN l.kind = 'adjustment' THEN 'payout' ELSE l.kind END AS item_kind,
+                   row_number() OVER (PARTITION BY CASE WHEN l.kind = 'adjustment' THEN 'payout' ELSE l.kind END,
+                                      l.currency, l.gross_minor ORDER BY l.occurred_at, l.file_id, l.line) AS n
+            FROM run_lines l
+            WHERE NOT l.duplicate AND l.kind = ANY(CAST(:kinds AS text[])) AND l.occurred_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.file_id = l.file_id AND m.line = l.line)
+        ), open_items AS (
+            SELECT b.*, row_number() OVER (PARTITION BY b.kind, b.currency, b.amount_minor
+                                           ORDER BY b.occurred_at, b.item_id) AS n
+            FROM booked_items b
+            WHERE b.occurred_at BETWEEN (SELECT min(occurred_at) FROM run_lines) - make_interval(days => :window)
+                                    AND (SELECT max(occurred_at) FROM run_lines) + make_interval(days => :window)
+              AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.item_id = b.item_id)
+              AND NOT EXISTS (SELECT 1 FROM settlement_lines s WHERE s.psp_reference = b.psp_reference
+                              AND b.psp_reference <> '')
+        )
+        SELECT l.file_id, l.line, b.item_id, 'tolerant'
+        FROM open_lines l JOIN open_items b
+          ON b.kind = l.item_kind AND b.currency = l.currency AND b.amount_minor = l.gross_minor AND b.n = l.n
+         AND abs(extract(epoch FROM b.occurred_at - l.occurred_at)) <= :window * 86400
+        ON CONFLICT DO NOTHING
+        """),
+        {**params, "kinds": list(MATCHABLE_KINDS)},
+    )
+    await _classify(connection, params, rules)
+
+
+async def _classify(connection: AsyncConnection, params: dict[str, object], rules: MatchingRules) -> None:
+    insert = (
+        "INSERT INTO mismatches (mismatch_id, run_id, kind, severity, suggested_action, file_id, line, item_id, "
+        "currency, amount_minor, expected_minor, description) "
+    )
+
+    def mismatch(kind: str, select: str) -> str:
+        severity, action = MISMATCH_KINDS[kind]
+        # Deterministic ids: re-running a run's inputs writes the same rows.
+        return (
+            insert + f"SELECT CAST(md5(CAST(:run AS text) || ':{kind}:' || coalesce(file_id, '') || ':' "
+            "|| coalesce(CAST(line AS text), '') || ':' || coalesce(CAST(item_id AS text), '')) AS uuid), "
+            f"CAST(:run AS uuid), '{kind}', '{severity}', '{action.replace(chr(39), chr(39) * 2)}', "
+            f"file_id, line, item_id, currency, amount_minor, expected_minor, description FROM ({select}) "
+            "AS found(file_id, line, item_id, currency, amount_minor, expected_minor, description) "
+            "ON CONFLICT DO NOTHING"
+        )
+
+    statements = [
+        mismatch(
+            "DUPLICATE",
+            "SELECT file_id, line, NULL::uuid AS item_id, currency, gross_minor AS amount_minor, "
+            "NULL::bigint AS expected_minor, 'reference ' || psp_reference || ' settled again' AS description "
+            "FROM run_lines WHERE duplicate",
+        ),
+        mismatch(
+            "MISSING_IN_LEDGER",
+            "SELECT l.file_id, l.line, NULL::uuid, l.currency, l.gross_minor, NULL::bigint, "
+            "'a ' || l.kind || ' the PSP settled (' || coalesce(nullif(l.psp_reference, ''), 'no reference') "
+            "|| ') matches nothing Settle booked' "
+            "FROM run_lines l WHERE NOT l.duplicate AND l.kind IN ('charge', 'refund', 'payout') "
+            "AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.file_id = l.file_id AND m.line = l.line)",
+        ),
+        mismatch(
+            "MISSING_IN_LEDGER",
+            "SELECT m.file_id, m.line, b.item_id, b.currency, b.amount_minor, NULL::bigint, "
+            "'the executor recorded ' || b.kind || ' ' || b.item_id || ' but the ledger never booked it' "
+            "FROM run_matches m JOIN booked_items b USING (item_id) WHERE b.status = 'outcome_only'",
+        ),
+        mismatch(
+            "STATUS_MISMATCH",
+            "SELECT m.file_id, m.line, b.item_id, b.currency, l.gross_minor, NULL::bigint, "
+            "'Settle recorded ' || b.kind || ' ' || b.item_id || ' as failed; the PSP settled it' "
+            "FROM run_matches m JOIN booked_items b USING (item_id) "
+            "JOIN run_lines l ON l.file_id = m.file_id AND l.line = m.line WHERE b.status = 'failed'",
+        ),
+        mismatch(
+            "CURRENCY_MISMATCH",
+            "SELECT m.file_id, m.line, b.item_id, l.currency, l.gross_minor, b.amount_minor, "
+            "'settled in ' || l.currency || ', booked in ' || b.currency "
+            "FROM run_matches m JOIN booked_items b USING (item_id) "
+            "JOIN run_lines l ON l.file_id = m.file_id AND l.line = m.line "
+            "WHERE b.status <> 'failed' AND l.currency <> b.currency",
+        ),
+        mismatch(
+            "AMOUNT_MISMATCH",
+            "SELECT m.file_id, m.line, b.item_id, l.currency, l.gross_minor, b.amount_minor, "
+            "'settled ' || l.gross_minor || ', booked ' || b.amount_minor || ' (minor units)' "
+            "FROM run_matches m JOIN booked_items b USING (item_id) "
+            "JOIN run_lines l ON l.file_id = m.file_id AND l.line = m.line "
+            "WHERE b.status <> 'failed' AND l.currency = b.currency AND l.gross_minor <> b.amount_minor",
+        ),
+        mismatch(
+            "UNEXPECTED_FEE",
+            "SELECT file_id, line, NULL::uuid, currency, fee_minor + CASE WHEN kind = 'fee' THEN -gross_minor "
+            "ELSE 0 END, NULL::bigint, 'the PSP charged ' || kind || ' fees' "
+            "FROM run_lines WHERE NOT duplicate AND (fee_minor <> 0 OR kind = 'fee')",
+        ),
+        mismatch(
+            "UNBALANCED",
+            "SELECT c.file_id, NULL::int AS line, NULL::uuid, c.currency, c.actual_minor, c.expected_minor, "
+            "c.scope || ' does not balance' FROM balance_checks c "
+            "WHERE c.file_id = ANY(CAST(:files AS text[])) AND c.expected_minor <> c.actual_minor",
+        ),
+        mismatch(
+            "MISSING_IN_SETTLEMENT",
+            "SELECT NULL::text AS file_id, NULL::int AS line, b.item_id, b.currency, b.amount_minor, NULL::bigint, "
+            "b.kind || ' ' || b.item_id || ' booked ' || to_char(b.occurred_at, 'YYYY-MM-DD') "
+            "|| ' was not in any settlement file' "
+            "FROM booked_items b "
+            "WHERE b.status = 'booked' AND b.occurred_at < CAST(:as_of AS timestamptz) - make_interval(days => :delay) "
+            "AND CAST(b.occurred_at AS date) IN "
+            "  (SELECT DISTINCT CAST(occurred_at AS date) FROM run_lines WHERE occurred_at IS NOT NULL) "
+            "AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.item_id = b.item_id) "
+            "AND NOT EXISTS (SELECT 1 FROM settlement_lines s WHERE b.psp_reference <> '' "
+            "                AND s.psp_reference = b.psp_reference) "
+            "AND NOT EXISTS (SELECT 1 FROM settlement_lines s WHERE s.merchant_reference = CAST(b.item_id AS text))",
+        ),
+    ]
+    for statement in statements:
+        await connection.execute(text(statement), {**params, "delay": rules.settlement_delay_days})

@@ -1,0 +1,261 @@
+"""Reconciliation on real PostgreSQL against the PSP sandbox's own settlement file: every discrepancy the
+sandbox can inject is found and classified, and a clean day has no mismatch at all."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest_asyncio
+from google.protobuf.message import Message
+from settle.common.v1.money_pb2 import Money
+from settle.events.v1 import events_pb2
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from psp_sandbox.app import RunningSandbox
+from services.common.db import create_engine, service_database_url
+from services.common.events import (
+    LEDGER_ENTRY_POSTED,
+    PAYMENT_ORDER_FAILED,
+    PAYMENT_ORDER_SUCCEEDED,
+    PAYMENT_REFUND_SUCCEEDED,
+    PAYOUT_PAID,
+    InboundEvent,
+)
+from services.common.infra import Infrastructure
+from services.common.migrations import database_name, upgrade
+from services.executor.adapters.psp.stripe_gateway import StripeGateway
+from services.executor.psp_port import ChargeRequest, PayoutRequest, RefundRequest
+from services.reconciliation.booked_items import BookedItemsHandler
+from services.reconciliation.importing import import_file
+from services.reconciliation.matching import MatchingRules
+from services.reconciliation.runs import run
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
+    upgrade("reconciliation", infra.database_url)
+    created = create_engine(service_database_url(infra.database_url, database_name("reconciliation")))
+    yield created
+    await created.dispose()
+
+
+class Shop:
+    """Moves money at the sandbox with the real gateway and books it the way Settle's events would."""
+
+    def __init__(self, engine: AsyncEngine, sandbox: RunningSandbox) -> None:
+        self.engine = engine
+        self.sandbox = sandbox
+        self.gateway = StripeGateway("sk_test_reconcile", sandbox.url)
+        self.references: dict[str, str] = {}  # our id -> PSP reference
+
+    async def book(self, *events: InboundEvent) -> None:
+        async with self.engine.begin() as connection:
+            await BookedItemsHandler().handle(connection, events)
+
+    async def charge(self, amount: int, currency: str = "USD", *, outcome: str = "booked") -> str:
+        order_id = str(uuid.uuid4())
+        result = await self.gateway.charge(
+            ChargeRequest(order_id, amount, currency, "pm_card_visa", "pay-1", "seller-1", "buyer-1")
+        )
+        self.references[order_id] = result.psp_reference
+        money = Money(amount_minor=amount, currency=currency)
+        if outcome == "failed":  # Settle believes the charge failed (a bug), though the PSP charged
+            await self.book(
+                _event(
+                    PAYMENT_ORDER_FAILED,
+                    events_pb2.PaymentOrderFailed(
+                        payment_order_id=order_id, amount=money, failure_code="card_declined"
+                    ),
+                )
+            )
+            return order_id
+        await self.book(
+            _event(
+                PAYMENT_ORDER_SUCCEEDED,
+                events_pb2.PaymentOrderSucceeded(
+                    payment_order_id=order_id, amount=money, psp_reference=result.psp_reference
+                ),
+            )
+        )
+        if outcome == "booked":
+            await self.book(_ledger("payment_order_succeeded", amount, currency, payment_order_id=order_id))
+        return order_id
+
+    async def refund(self, order_id: str, amount: int) -> str:
+        refund_id = str(uuid.uuid4())
+        result = await self.gateway.refund(RefundRequest(refund_id, order_id, self.references[order_id], amount, "USD"))
+        self.references[refund_id] = result.psp_reference
+        await self.book(
+            _event(
+                PAYMENT_REFUND_SUCCEEDED,
+                events_pb2.RefundSucceeded(
+                    refund_id=refund_id,
+                    payment_order_id=order_id,
+                    amount=Money(amount_minor=amount, currency="USD"),
+                    psp_reference=result.psp_reference,
+                ),
+            ),
+            _ledger("refund_succeeded", -amount, "USD", refund_id=refund_id),
+        )
+        return refund_id
+
+    async def payout(self, amount: int) -> str:
+        payout_id = str(uuid.uuid4())
+        result = await self.gateway.payout(PayoutRequest(payout_id, "seller-1", amount, "USD", "ba_test_success", ""))
+        self.references[payout_id] = result.psp_reference
+        await self.book(
+            _event(
+                PAYOUT_PAID,
+                events_pb2.PayoutPaid(
+                    payout_id=payout_id,
+                    amount=Money(amount_minor=amount, currency="USD"),
+                    psp_reference=result.psp_reference,
+                ),
+            ),
+            _ledger("payout_paid", -amount, "USD", payout_id=payout_id),
+        )
+        return payout_id
+
+    async def settlement_file(self, days_later: int = 0, **switches: str) -> bytes:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{self.sandbox.url}/_sandbox/clock") as response:
+                now = datetime.fromtimestamp((await response.json())["now"], UTC)
+            day = (now + timedelta(days=days_later)).date()
+            url = f"{self.sandbox.url}/_sandbox/settlements/{day.isoformat()}"
+            async with http.get(url, params=switches) as response:
+                assert response.status == 200, await response.text()
+                return await response.read()
+
+    async def reconcile(self, content: bytes, *, as_of: datetime) -> tuple[dict[str, Any], list[Any]]:
+        imported = await import_file(self.engine, io.BytesIO(content), "sandbox", "settlement.csv")
+        result = await run(self.engine, f"file:{imported.file_id}", [imported.file_id], as_of, MatchingRules())
+        async with self.engine.connect() as connection:
+            found = list(
+                await connection.execute(
+                    text(
+                        "SELECT kind, item_id, line, amount_minor, expected_minor, currency FROM mismatches "
+                        "WHERE run_id = :run ORDER BY kind, line, item_id"
+                    ),
+                    {"run": result.run_id},
+                )
+            )
+        return result.summary, found
+
+
+@pytest_asyncio.fixture
+async def shop(engine: AsyncEngine, sandbox: RunningSandbox) -> AsyncIterator[Shop]:
+    opened = Shop(engine, sandbox)
+    yield opened
+    await opened.gateway.close()
+
+
+def _event(topic: str, message: Message) -> InboundEvent:
+    return InboundEvent(uuid.uuid4(), topic, "key", message, datetime.now(UTC), "", 0, 0)
+
+
+def _ledger(kind: str, amount: int, currency: str, **ids: str) -> InboundEvent:
+    money = Money(amount_minor=amount, currency=currency)
+    negated = Money(amount_minor=-amount, currency=currency)
+    return _event(
+        LEDGER_ENTRY_POSTED,
+        events_pb2.LedgerEntryPosted(
+            entry_id=str(uuid.uuid4()),
+            kind=kind,
+            postings=[
+                events_pb2.LedgerPosting(account="psp_receivable", amount=money),
+                events_pb2.LedgerPosting(account="seller_payable:seller-1", amount=negated),
+            ],
+            **ids,
+        ),
+    )
+
+
+async def test_a_clean_day_reconciles_without_a_single_mismatch(shop: Shop) -> None:
+    first = await shop.charge(1_250)
+    await shop.charge(990, "EUR")
+    await shop.refund(first, 250)
+    await shop.payout(700)
+
+    summary, mismatches = await shop.reconcile(
+        await shop.settlement_file(), as_of=datetime.now(UTC) + timedelta(days=9)
+    )
+
+    assert mismatches == []
+    assert summary["lines_imported"] == 4 and summary["mismatch_count"] == 0
+    assert summary["currencies"]["USD"]["matched_lines"] == 3
+
+
+async def test_every_injected_discrepancy_is_found_and_classified(shop: Shop) -> None:
+    fine = await shop.charge(1_000)
+    changed = await shop.charge(2_000)
+    other_currency = await shop.charge(3_000)
+    doubled = await shop.charge(4_000)
+    dropped = await shop.charge(5_000)
+    failed_here = await shop.charge(6_000, outcome="failed")
+    never_booked = await shop.charge(7_000, outcome="outcome_only")
+    late = await shop.payout(800)
+    await shop.refund(fine, 100)
+    ref = shop.references
+    content = await shop.settlement_file(
+        change_amount=f"{ref[changed]}:-50",
+        change_currency=f"{ref[other_currency]}:EUR",
+        duplicate=ref[doubled],
+        drop=ref[dropped],
+        unknown_charges="1",
+        extra_fee_lines="1",
+        settle_late=ref[late],
+    )
+
+    # Nine days on, past the settlement delay: what is still not settled is missing, not in transit.
+    summary, mismatches = await shop.reconcile(content, as_of=datetime.now(UTC) + timedelta(days=9))
+
+    by_kind: dict[str, list[Any]] = {}
+    for row in mismatches:
+        by_kind.setdefault(row.kind, []).append(row)
+    assert sorted(by_kind) == [
+        "AMOUNT_MISMATCH",
+        "CURRENCY_MISMATCH",
+        "DUPLICATE",
+        "MISSING_IN_LEDGER",
+        "MISSING_IN_SETTLEMENT",
+        "STATUS_MISMATCH",
+        "UNEXPECTED_FEE",
+    ]
+    assert [(str(r.item_id), r.amount_minor, r.expected_minor) for r in by_kind["AMOUNT_MISMATCH"]] == [
+        (changed, 1_950, 2_000)
+    ]
+    assert [(str(r.item_id), r.currency) for r in by_kind["CURRENCY_MISMATCH"]] == [(other_currency, "EUR")]
+    assert len(by_kind["DUPLICATE"]) == 1 and by_kind["DUPLICATE"][0].amount_minor == 4_000
+    # The unknown charge (no item) and the charge only the executor recorded (the ledger never did).
+    assert {(str(r.item_id or ""), r.amount_minor) for r in by_kind["MISSING_IN_LEDGER"]} == {
+        ("", 1_234),
+        (never_booked, 7_000),
+    }
+    # The dropped charge, and the payout the PSP settles a day late (its file is not imported yet).
+    assert {str(r.item_id) for r in by_kind["MISSING_IN_SETTLEMENT"]} == {dropped, late}
+    assert [str(r.item_id) for r in by_kind["STATUS_MISMATCH"]] == [failed_here]
+    assert [r.amount_minor for r in by_kind["UNEXPECTED_FEE"]] == [500]
+    assert summary["mismatch_count"] == len(mismatches)
+
+    # The next day's file brings the late payout: it matches; only the dropped charge is still missing.
+    tomorrow = await shop.settlement_file(days_later=1, settle_late=ref[late])
+    _, next_day = await shop.reconcile(tomorrow, as_of=datetime.now(UTC) + timedelta(days=9))
+    assert [(r.kind, str(r.item_id)) for r in next_day] == [("MISSING_IN_SETTLEMENT", dropped)]
+
+
+async def test_a_run_repeats_identically_and_a_young_booking_is_in_transit(shop: Shop) -> None:
+    kept = await shop.charge(1_500)
+    dropped = await shop.charge(2_500)
+    content = await shop.settlement_file(drop=shop.references[dropped])
+
+    summary, mismatches = await shop.reconcile(content, as_of=datetime.now(UTC))
+    again, repeated = await shop.reconcile(content, as_of=datetime.now(UTC) + timedelta(days=30))
+
+    assert mismatches == [] and kept  # within the settlement delay: in transit, not missing
+    assert (again, repeated) == (summary, mismatches)
