@@ -14,7 +14,7 @@ from typing import TextIO
 
 from settle.wallet.v1 import wallet_pb2
 
-from services.common.money import CURRENCY_EXPONENTS
+from services.common.report_cells import major_units, text_cell
 
 ITEM_COLUMNS = (
     "line", "payout_id", "seller_id", "amount_minor", "currency", "amount", "destination", "status",
@@ -29,8 +29,6 @@ REPORTED_STATUSES = (
     wallet_pb2.PAYOUT_STATUS_PAID,
     wallet_pb2.PAYOUT_STATUS_FAILED,
 )
-# Characters that make a spreadsheet read a cell as a formula (or hide one behind whitespace).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def status_name(status: wallet_pb2.PayoutStatus.ValueType) -> str:
@@ -39,22 +37,6 @@ def status_name(status: wallet_pb2.PayoutStatus.ValueType) -> str:
         return wallet_pb2.PayoutStatus.Name(status).removeprefix("PAYOUT_STATUS_").lower()
     except ValueError:
         return str(int(status))
-
-
-def major_units(amount_minor: int, currency: str) -> str:
-    """The amount in major units as a decimal string, in integer arithmetic: 1234 USD → '12.34',
-    500 JPY → '500', 1234 KWD → '1.234'."""
-    digits = CURRENCY_EXPONENTS.get(currency)
-    if digits is None:
-        raise ValueError(f"{currency!r} is not a supported currency; its minor-unit exponent is unknown")
-    sign = "-" if amount_minor < 0 else ""
-    whole, fraction = divmod(abs(amount_minor), 10**digits)
-    return f"{sign}{whole}.{fraction:0{digits}d}" if digits else f"{sign}{whole}"
-
-
-def text_cell(value: str) -> str:
-    """`value` safe to open in a spreadsheet; for text columns only (numbers stay numbers)."""
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
 
 
 def metadata_keys_of(payouts: Sequence[wallet_pb2.Payout]) -> list[str]:

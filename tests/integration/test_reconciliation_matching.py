@@ -31,6 +31,7 @@ from services.common.infra import Infrastructure
 from services.common.migrations import database_name, upgrade
 from services.executor.adapters.psp.stripe_gateway import StripeGateway
 from services.executor.psp_port import ChargeRequest, PayoutRequest, RefundRequest
+from services.reconciliation import reports
 from services.reconciliation.booked_items import BookedItemsHandler
 from services.reconciliation.importing import import_file
 from services.reconciliation.matching import MatchingRules
@@ -53,6 +54,7 @@ class Shop:
         self.sandbox = sandbox
         self.gateway = StripeGateway("sk_test_reconcile", sandbox.url)
         self.references: dict[str, str] = {}  # our id -> PSP reference
+        self.last_report: reports.Report | None = None
 
     async def book(self, *events: InboundEvent) -> None:
         async with self.engine.begin() as connection:
@@ -136,6 +138,7 @@ class Shop:
         imported = await import_file(self.engine, io.BytesIO(content), "sandbox", "settlement.csv")
         result = await run(self.engine, f"file:{imported.file_id}", [imported.file_id], as_of, MatchingRules())
         async with self.engine.connect() as connection:
+            self.last_report = await reports.build(connection, result.run_id)
             found = list(
                 await connection.execute(
                     text(
@@ -242,6 +245,13 @@ async def test_every_injected_discrepancy_is_found_and_classified(shop: Shop) ->
     assert [str(r.item_id) for r in by_kind["STATUS_MISMATCH"]] == [failed_here]
     assert [r.amount_minor for r in by_kind["UNEXPECTED_FEE"]] == [500]
     assert summary["mismatch_count"] == len(mismatches)
+    report = shop.last_report
+    assert report is not None
+    csv_lines = report.mismatches_csv.splitlines()
+    assert csv_lines[0].startswith("kind,severity,currency,amount_minor,amount")
+    assert len(csv_lines) == 1 + len(mismatches)
+    assert csv_lines[1].startswith("MISSING_IN_LEDGER,critical") or csv_lines[1].startswith("STATUS_MISMATCH,critical")
+    assert "<svg" in report.html and "AMOUNT_MISMATCH" in report.html
 
     # The next day's file brings the late payout: it matches; only the dropped charge is still missing.
     tomorrow = await shop.settlement_file(days_later=1, settle_late=ref[late])
@@ -255,7 +265,9 @@ async def test_a_run_repeats_identically_and_a_young_booking_is_in_transit(shop:
     content = await shop.settlement_file(drop=shop.references[dropped])
 
     summary, mismatches = await shop.reconcile(content, as_of=datetime.now(UTC))
+    first_report = shop.last_report
     again, repeated = await shop.reconcile(content, as_of=datetime.now(UTC) + timedelta(days=30))
 
     assert mismatches == [] and kept  # within the settlement delay: in transit, not missing
     assert (again, repeated) == (summary, mismatches)
+    assert shop.last_report == first_report  # byte-identical reports
