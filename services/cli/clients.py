@@ -35,8 +35,16 @@ class _UnaryStreamApiKey(_ApiKey, grpc.aio.UnaryStreamClientInterceptor):  # typ
         return await continuation(self._with_key(details), request)
 
 
+class _StreamUnaryApiKey(_ApiKey, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_unary(
+        self, continuation: Callable[..., Any], details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(self._with_key(details), request_iterator)
+
+
 def channel(address: str, api_key: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, interceptors=[_UnaryUnaryApiKey(api_key), _UnaryStreamApiKey(api_key)])
+    interceptors = [_UnaryUnaryApiKey(api_key), _UnaryStreamApiKey(api_key), _StreamUnaryApiKey(api_key)]
+    return grpc.aio.insecure_channel(address, interceptors=interceptors)
 
 
 def payment_stub(ch: grpc.aio.Channel) -> payment_pb2_grpc.PaymentServiceStub:

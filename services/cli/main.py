@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from services.cli import audit, dlq, ledger_export, payouts, refund
+from services.cli import audit, dlq, ledger_export, payouts, reconcile, refund
 from services.cli.chaos import CHAOS_ENV, ChaosDriver, ChaosReport, sweep
 from services.cli.demo import DemoReport, run_demo
 from services.cli.endpoints import SERVICES, Endpoints, default_data_dir
@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_parser(commands, [data_dir])
     refund.add_parser(commands, [data_dir])
     payouts.add_parser(commands, [data_dir])
+    reconcile.add_parser(commands, [data_dir])
     ledger_export.add_parser(commands, [data_dir])
     migrate = commands.add_parser("migrate", help="apply migrations to SETTLE_DATABASE_URL")
     migrate.add_argument("services", nargs="*", help=f"any of {', '.join(SERVICES)} (default: all)")

@@ -18,6 +18,8 @@ PAYMENT_REFUND_FAILED = "payment.refund.failed"
 PAYOUT_REQUESTED = "payout.requested"
 PAYOUT_PAID = "payout.paid"
 PAYOUT_FAILED = "payout.failed"
+RECONCILIATION_RUN_COMPLETED = "reconciliation.run.completed"
+RECONCILIATION_MISMATCH_FOUND = "reconciliation.mismatch.found"
 WALLET_BALANCE_UPDATED = "wallet.balance.updated"
 LEDGER_ENTRY_POSTED = "ledger.entry.posted"
 
@@ -33,6 +35,8 @@ PAYLOAD_TYPES: dict[str, type[Message]] = {
     PAYOUT_REQUESTED: events_pb2.PayoutRequested,
     PAYOUT_PAID: events_pb2.PayoutPaid,
     PAYOUT_FAILED: events_pb2.PayoutFailed,
+    RECONCILIATION_RUN_COMPLETED: events_pb2.ReconciliationRunCompleted,
+    RECONCILIATION_MISMATCH_FOUND: events_pb2.ReconciliationMismatchFound,
     WALLET_BALANCE_UPDATED: events_pb2.WalletBalanceUpdated,
     LEDGER_ENTRY_POSTED: events_pb2.LedgerEntryPosted,
 }

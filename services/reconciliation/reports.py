@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,7 @@ _BAR_WIDTH = 480
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    summary_json: dict[str, Any]
+    summary: dict[str, Any]
     mismatches_csv: str
     html: str
 
@@ -49,13 +50,18 @@ class Report:
 async def mismatch_rows(connection: AsyncConnection, run_id: uuid.UUID) -> list[Any]:
     result = await connection.execute(
         text(
-            "SELECT kind, severity, suggested_action, file_id, line, item_id, currency, amount_minor, "
+            "SELECT mismatch_id, kind, severity, suggested_action, file_id, line, item_id, currency, amount_minor, "
             "expected_minor, description, resolved_by, resolution FROM mismatches WHERE run_id = :run "
             f"ORDER BY {_SEVERITY_ORDER}, kind, currency, file_id NULLS LAST, line NULLS LAST, item_id NULLS LAST"
         ),
         {"run": run_id},
     )
     return list(result)
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    """The summary as canonical JSON (sorted keys), the same bytes for the same run."""
+    return json.dumps(summary, sort_keys=True, separators=(",", ":"))
 
 
 def _amount(amount_minor: int, currency: str) -> str:

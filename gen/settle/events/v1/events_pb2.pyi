@@ -451,6 +451,88 @@ class PayoutFailed(_message.Message):
 Global___PayoutFailed: _TypeAlias = PayoutFailed  # noqa: Y015
 
 @_typing.final
+class ReconciliationRunCompleted(_message.Message):
+    """Topic `reconciliation.run.completed`, key = run_id. Published by reconciliation when a run finished."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    MISMATCH_COUNT_FIELD_NUMBER: _builtins.int
+    SUMMARY_JSON_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run."""
+    scope: _builtins.str
+    """"date:YYYY-MM-DD" or "file:<sha256>"."""
+    mismatch_count: _builtins.int
+    """How many mismatches it found."""
+    summary_json: _builtins.str
+    """The run's summary as a JSON object (see ReconciliationService.GetRun)."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        scope: _builtins.str = ...,
+        mismatch_count: _builtins.int = ...,
+        summary_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mismatch_count", b"mismatch_count", "run_id", b"run_id", "scope", b"scope", "summary_json", b"summary_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconciliationRunCompleted: _TypeAlias = ReconciliationRunCompleted  # noqa: Y015
+
+@_typing.final
+class ReconciliationMismatchFound(_message.Message):
+    """Topic `reconciliation.mismatch.found`, key = run_id. Published by reconciliation per mismatch found."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MISMATCH_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    mismatch_id: _builtins.str
+    """The mismatch."""
+    run_id: _builtins.str
+    """The run."""
+    kind: _builtins.str
+    """The kind, e.g. "MISSING_IN_LEDGER"."""
+    severity: _builtins.str
+    """critical, high, medium or low."""
+    item_id: _builtins.str
+    """Settle's payment order, refund or payout id, when one is concerned."""
+    description: _builtins.str
+    """A human-readable explanation."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The amount concerned."""
+
+    def __init__(
+        self,
+        *,
+        mismatch_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        severity: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        item_id: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "description", b"description", "item_id", b"item_id", "kind", b"kind", "mismatch_id", b"mismatch_id", "run_id", b"run_id", "severity", b"severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconciliationMismatchFound: _TypeAlias = ReconciliationMismatchFound  # noqa: Y015
+
+@_typing.final
 class WalletBalanceUpdated(_message.Message):
     """Topic `wallet.balance.updated`, key = seller_id. Published by the wallet after each balance change."""
 

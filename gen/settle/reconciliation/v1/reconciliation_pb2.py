@@ -22,39 +22,49 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from settle.common.v1 import money_pb2 as settle_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-settle/reconciliation/v1/reconciliation.proto\x12\x18settle.reconciliation.v1\"O\n\x1bImportSettlementFileRequest\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\x0c\"/\n\x1cImportSettlementFileResponse\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\"9\n\x18RunReconciliationRequest\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x02 \x01(\t\"+\n\x19RunReconciliationResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\" \n\x0eGetRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\'\n\x15ListMismatchesRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x18\n\x16ListMismatchesResponse\"-\n\x16ResolveMismatchRequest\x12\x13\n\x0bmismatch_id\x18\x01 \x01(\t\"\x19\n\x17ResolveMismatchResponse\"\"\n\x10GetReportRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x13\n\x11GetReportResponse2\xcf\x05\n\x15ReconciliationService\x12\x87\x01\n\x14ImportSettlementFile\x12\x35.settle.reconciliation.v1.ImportSettlementFileRequest\x1a\x36.settle.reconciliation.v1.ImportSettlementFileResponse(\x01\x12|\n\x11RunReconciliation\x12\x32.settle.reconciliation.v1.RunReconciliationRequest\x1a\x33.settle.reconciliation.v1.RunReconciliationResponse\x12[\n\x06GetRun\x12\'.settle.reconciliation.v1.GetRunRequest\x1a(.settle.reconciliation.v1.GetRunResponse\x12s\n\x0eListMismatches\x12/.settle.reconciliation.v1.ListMismatchesRequest\x1a\x30.settle.reconciliation.v1.ListMismatchesResponse\x12v\n\x0fResolveMismatch\x12\x30.settle.reconciliation.v1.ResolveMismatchRequest\x1a\x31.settle.reconciliation.v1.ResolveMismatchResponse\x12\x64\n\tGetReport\x12*.settle.reconciliation.v1.GetReportRequest\x1a+.settle.reconciliation.v1.GetReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-settle/reconciliation/v1/reconciliation.proto\x12\x18settle.reconciliation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csettle/common/v1/money.proto\"O\n\x1bImportSettlementFileRequest\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\x0c\"/\n\x0fQuarantinedLine\x12\x0c\n\x04line\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\"o\n\x0c\x42\x61lanceCheck\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x16\n\x0e\x65xpected_minor\x18\x03 \x01(\x03\x12\x14\n\x0c\x61\x63tual_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x62\x61lanced\x18\x05 \x01(\x08\"\xed\x01\n\x1cImportSettlementFileResponse\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x18\n\x10\x61lready_imported\x18\x02 \x01(\x08\x12\x12\n\nlines_read\x18\x03 \x01(\x03\x12\x16\n\x0elines_imported\x18\x04 \x01(\x03\x12>\n\x0bquarantined\x18\x05 \x03(\x0b\x32).settle.reconciliation.v1.QuarantinedLine\x12\x36\n\x06\x63hecks\x18\x06 \x03(\x0b\x32&.settle.reconciliation.v1.BalanceCheck\"9\n\x18RunReconciliationRequest\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x02 \x01(\t\"v\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x10\n\x08\x66ile_ids\x18\x03 \x03(\t\x12\x14\n\x0csummary_json\x18\x04 \x01(\t\x12\x16\n\x0emismatch_count\x18\x05 \x01(\x03\x12\x10\n\x08repeated\x18\x06 \x01(\x08\"G\n\x19RunReconciliationResponse\x12*\n\x03run\x18\x01 \x01(\x0b\x32\x1d.settle.reconciliation.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"<\n\x0eGetRunResponse\x12*\n\x03run\x18\x01 \x01(\x0b\x32\x1d.settle.reconciliation.v1.Run\"\xf4\x02\n\x08Mismatch\x12\x13\n\x0bmismatch_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\x12\x18\n\x10suggested_action\x18\x05 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x06 \x01(\t\x12\x0c\n\x04line\x18\x07 \x01(\x05\x12\x0f\n\x07item_id\x18\x08 \x01(\t\x12\'\n\x06\x61mount\x18\t \x01(\x0b\x32\x17.settle.common.v1.Money\x12\x1b\n\x0e\x65xpected_minor\x18\n \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\x12\x10\n\x08resolved\x18\x0c \x01(\x08\x12\x13\n\x0bresolved_by\x18\r \x01(\t\x12\x12\n\nresolution\x18\x0e \x01(\t\x12\x30\n\x0cresolve_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x11\n\x0f_expected_minor\"u\n\x15ListMismatchesRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x17\n\x0funresolved_only\x18\x03 \x01(\x08\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"i\n\x16ListMismatchesResponse\x12\x36\n\nmismatches\x18\x01 \x03(\x0b\x32\".settle.reconciliation.v1.Mismatch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x16ResolveMismatchRequest\x12\x13\n\x0bmismatch_id\x18\x01 \x01(\t\x12\x12\n\nresolution\x18\x02 \x01(\t\x12\x13\n\x0bresolved_by\x18\x03 \x01(\t\"O\n\x17ResolveMismatchResponse\x12\x34\n\x08mismatch\x18\x01 \x01(\x0b\x32\".settle.reconciliation.v1.Mismatch\"\"\n\x10GetReportRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"O\n\x11GetReportResponse\x12\x14\n\x0csummary_json\x18\x01 \x01(\t\x12\x16\n\x0emismatches_csv\x18\x02 \x01(\t\x12\x0c\n\x04html\x18\x03 \x01(\t2\xcf\x05\n\x15ReconciliationService\x12\x87\x01\n\x14ImportSettlementFile\x12\x35.settle.reconciliation.v1.ImportSettlementFileRequest\x1a\x36.settle.reconciliation.v1.ImportSettlementFileResponse(\x01\x12|\n\x11RunReconciliation\x12\x32.settle.reconciliation.v1.RunReconciliationRequest\x1a\x33.settle.reconciliation.v1.RunReconciliationResponse\x12[\n\x06GetRun\x12\'.settle.reconciliation.v1.GetRunRequest\x1a(.settle.reconciliation.v1.GetRunResponse\x12s\n\x0eListMismatches\x12/.settle.reconciliation.v1.ListMismatchesRequest\x1a\x30.settle.reconciliation.v1.ListMismatchesResponse\x12v\n\x0fResolveMismatch\x12\x30.settle.reconciliation.v1.ResolveMismatchRequest\x1a\x31.settle.reconciliation.v1.ResolveMismatchResponse\x12\x64\n\tGetReport\x12*.settle.reconciliation.v1.GetReportRequest\x1a+.settle.reconciliation.v1.GetReportResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'settle.reconciliation.v1.reconciliation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMPORTSETTLEMENTFILEREQUEST']._serialized_start=75
-  _globals['_IMPORTSETTLEMENTFILEREQUEST']._serialized_end=154
-  _globals['_IMPORTSETTLEMENTFILERESPONSE']._serialized_start=156
-  _globals['_IMPORTSETTLEMENTFILERESPONSE']._serialized_end=203
-  _globals['_RUNRECONCILIATIONREQUEST']._serialized_start=205
-  _globals['_RUNRECONCILIATIONREQUEST']._serialized_end=262
-  _globals['_RUNRECONCILIATIONRESPONSE']._serialized_start=264
-  _globals['_RUNRECONCILIATIONRESPONSE']._serialized_end=307
-  _globals['_GETRUNREQUEST']._serialized_start=309
-  _globals['_GETRUNREQUEST']._serialized_end=340
-  _globals['_GETRUNRESPONSE']._serialized_start=342
-  _globals['_GETRUNRESPONSE']._serialized_end=374
-  _globals['_LISTMISMATCHESREQUEST']._serialized_start=376
-  _globals['_LISTMISMATCHESREQUEST']._serialized_end=415
-  _globals['_LISTMISMATCHESRESPONSE']._serialized_start=417
-  _globals['_LISTMISMATCHESRESPONSE']._serialized_end=441
-  _globals['_RESOLVEMISMATCHREQUEST']._serialized_start=443
-  _globals['_RESOLVEMISMATCHREQUEST']._serialized_end=488
-  _globals['_RESOLVEMISMATCHRESPONSE']._serialized_start=490
-  _globals['_RESOLVEMISMATCHRESPONSE']._serialized_end=515
-  _globals['_GETREPORTREQUEST']._serialized_start=517
-  _globals['_GETREPORTREQUEST']._serialized_end=551
-  _globals['_GETREPORTRESPONSE']._serialized_start=553
-  _globals['_GETREPORTRESPONSE']._serialized_end=572
-  _globals['_RECONCILIATIONSERVICE']._serialized_start=575
-  _globals['_RECONCILIATIONSERVICE']._serialized_end=1294
+  _globals['_IMPORTSETTLEMENTFILEREQUEST']._serialized_start=138
+  _globals['_IMPORTSETTLEMENTFILEREQUEST']._serialized_end=217
+  _globals['_QUARANTINEDLINE']._serialized_start=219
+  _globals['_QUARANTINEDLINE']._serialized_end=266
+  _globals['_BALANCECHECK']._serialized_start=268
+  _globals['_BALANCECHECK']._serialized_end=379
+  _globals['_IMPORTSETTLEMENTFILERESPONSE']._serialized_start=382
+  _globals['_IMPORTSETTLEMENTFILERESPONSE']._serialized_end=619
+  _globals['_RUNRECONCILIATIONREQUEST']._serialized_start=621
+  _globals['_RUNRECONCILIATIONREQUEST']._serialized_end=678
+  _globals['_RUN']._serialized_start=680
+  _globals['_RUN']._serialized_end=798
+  _globals['_RUNRECONCILIATIONRESPONSE']._serialized_start=800
+  _globals['_RUNRECONCILIATIONRESPONSE']._serialized_end=871
+  _globals['_GETRUNREQUEST']._serialized_start=873
+  _globals['_GETRUNREQUEST']._serialized_end=904
+  _globals['_GETRUNRESPONSE']._serialized_start=906
+  _globals['_GETRUNRESPONSE']._serialized_end=966
+  _globals['_MISMATCH']._serialized_start=969
+  _globals['_MISMATCH']._serialized_end=1341
+  _globals['_LISTMISMATCHESREQUEST']._serialized_start=1343
+  _globals['_LISTMISMATCHESREQUEST']._serialized_end=1460
+  _globals['_LISTMISMATCHESRESPONSE']._serialized_start=1462
+  _globals['_LISTMISMATCHESRESPONSE']._serialized_end=1567
+  _globals['_RESOLVEMISMATCHREQUEST']._serialized_start=1569
+  _globals['_RESOLVEMISMATCHREQUEST']._serialized_end=1655
+  _globals['_RESOLVEMISMATCHRESPONSE']._serialized_start=1657
+  _globals['_RESOLVEMISMATCHRESPONSE']._serialized_end=1736
+  _globals['_GETREPORTREQUEST']._serialized_start=1738
+  _globals['_GETREPORTREQUEST']._serialized_end=1772
+  _globals['_GETREPORTRESPONSE']._serialized_start=1774
+  _globals['_GETREPORTRESPONSE']._serialized_end=1853
+  _globals['_RECONCILIATIONSERVICE']._serialized_start=1856
+  _globals['_RECONCILIATIONSERVICE']._serialized_end=2575
 # @@protoc_insertion_point(module_scope)

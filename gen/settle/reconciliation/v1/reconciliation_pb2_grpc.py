@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class ReconciliationServiceStub:
-    """ReconciliationService is read by finance (scope `finance`).
+    """ReconciliationService is used by finance (scope `finance`) and operators (`admin`).
     """
 
     def __init__(self, channel):
@@ -68,46 +68,58 @@ class ReconciliationServiceStub:
 
 
 class ReconciliationServiceServicer:
-    """ReconciliationService is read by finance (scope `finance`).
+    """ReconciliationService is used by finance (scope `finance`) and operators (`admin`).
     """
 
     def ImportSettlementFile(self, request_iterator, context):
-        """Streams a settlement file in chunks; the first chunk names the file and format.
+        """Streams a settlement file in chunks; the first chunk names the file and its format. The file is
+        registered by its SHA-256: importing the same bytes again changes nothing. A malformed line is
+        quarantined (listed in the answer) and the rest imported.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED (no name, unknown format, empty or over 2 GiB),
+        INVALID_ARGUMENT/SETTLEMENT_FILE_REJECTED (truncated, undecodable, a required column missing:
+        nothing of the file is imported).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RunReconciliation(self, request, context):
-        """Reconciles one settlement day or one imported file.
+        """Reconciles one settlement day (every file with lines on that day) or one imported file. Running the
+        same inputs again returns the same run.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/SETTLEMENT_FILE_NOT_FOUND,
+        FAILED_PRECONDITION/NOTHING_TO_RECONCILE (no file for that day).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetRun(self, request, context):
-        """Returns a run's summary.
+        """Returns a run. Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/RUN_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListMismatches(self, request, context):
-        """Lists mismatches.
+        """Lists a run's mismatches, most severe first.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, INVALID_ARGUMENT/INVALID_PAGE_TOKEN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ResolveMismatch(self, request, context):
-        """Resolves a mismatch with a reason.
+        """Records who resolved a mismatch and why; a resolution is never changed afterwards.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/MISMATCH_NOT_FOUND,
+        FAILED_PRECONDITION/MISMATCH_ALREADY_RESOLVED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetReport(self, request, context):
-        """Returns a run's report.
+        """Returns a run's reports: the summary (JSON), the mismatches (CSV) and an HTML page with a chart.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/RUN_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,7 +167,7 @@ def add_ReconciliationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ReconciliationService:
-    """ReconciliationService is read by finance (scope `finance`).
+    """ReconciliationService is used by finance (scope `finance`) and operators (`admin`).
     """
 
     @staticmethod
