@@ -60,6 +60,8 @@ async def import_file(engine: AsyncEngine, stream: BinaryIO, file_format: str, f
     parser = PARSERS[file_format]()
     file_id = sha256_of(stream)
     async with engine.begin() as connection:
+        # COPY of a million lines is one statement, longer than the services' default timeout.
+        await connection.execute(text("SET LOCAL statement_timeout = '30min'"))
         if await _existing(connection, file_id) is not None:
             return await _result_of(connection, file_id, already_imported=True)
         await connection.execute(

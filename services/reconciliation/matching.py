@@ -49,6 +49,8 @@ async def reconcile(
 ) -> None:
     """Matches the files' lines, then writes the run's mismatches (deterministic ids) into `mismatches`."""
     params = {"files": file_ids, "run": run_id, "as_of": as_of, "window": rules.window_days}
+    # A million lines take longer than the services' default statement timeout; this is one batch job.
+    await connection.execute(text("SET LOCAL statement_timeout = '30min'"))
     await connection.execute(
         text(
             "CREATE TEMP TABLE run_lines ON COMMIT DROP AS "
@@ -63,6 +65,8 @@ async def reconcile(
         ),
         params,
     )
+    await connection.execute(text("CREATE INDEX ON run_lines (file_id, line)"))
+    await connection.execute(text("ANALYZE run_lines"))  # temporary tables have no statistics until then
     await connection.execute(
         text(
             "CREATE TEMP TABLE run_matches (file_id text, line int, item_id uuid, rule text, "
@@ -122,6 +126,7 @@ async def reconcile(
         """),
         {**params, "kinds": list(MATCHABLE_KINDS)},
     )
+    await connection.execute(text("ANALYZE run_matches"))
     await _classify(connection, params, rules)
 
 

@@ -28,7 +28,7 @@ from services.common.events import (
     InboundEvent,
 )
 from services.common.infra import Infrastructure
-from services.common.migrations import database_name, upgrade
+from services.common.migrations import upgrade
 from services.executor.adapters.psp.stripe_gateway import StripeGateway
 from services.executor.psp_port import ChargeRequest, PayoutRequest, RefundRequest
 from services.reconciliation import reports
@@ -37,11 +37,15 @@ from services.reconciliation.importing import import_file
 from services.reconciliation.matching import MatchingRules
 from services.reconciliation.runs import run
 
+# A database of its own: a run reports every booking of the file's days that no file settled, so the
+# bookings other modules make would show up here as missing.
+DATABASE = "settle_reconciliation_matching"
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
-    upgrade("reconciliation", infra.database_url)
-    created = create_engine(service_database_url(infra.database_url, database_name("reconciliation")))
+    upgrade("reconciliation", infra.database_url, database=DATABASE)
+    created = create_engine(service_database_url(infra.database_url, DATABASE))
     yield created
     await created.dispose()
 

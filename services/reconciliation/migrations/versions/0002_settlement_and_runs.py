@@ -39,9 +39,10 @@ CREATE TABLE settlement_lines (
     details            JSONB       NOT NULL DEFAULT '{}',
     PRIMARY KEY (file_id, line)
 );
-CREATE INDEX settlement_lines_psp_reference ON settlement_lines (psp_reference) WHERE psp_reference <> '';
-CREATE INDEX settlement_lines_merchant_reference ON settlement_lines (merchant_reference)
-    WHERE merchant_reference <> '';
+-- Whole (not partial) indexes: a join on equality cannot prove a partial index's predicate, and
+-- matching probes these once per line or booked item.
+CREATE INDEX settlement_lines_psp_reference ON settlement_lines (psp_reference, kind);
+CREATE INDEX settlement_lines_merchant_reference ON settlement_lines (merchant_reference);
 
 -- Lines a parser could not read: kept with their reason, never dropped.
 CREATE TABLE quarantined_lines (
@@ -77,7 +78,7 @@ CREATE TABLE booked_items (
     occurred_at     TIMESTAMPTZ NOT NULL,
     updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-CREATE INDEX booked_items_psp_reference ON booked_items (psp_reference) WHERE psp_reference <> '';
+CREATE INDEX booked_items_psp_reference ON booked_items (psp_reference);
 CREATE INDEX booked_items_by_time ON booked_items (occurred_at);
 
 CREATE TABLE runs (
