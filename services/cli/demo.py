@@ -49,10 +49,12 @@ class DemoReport:
     trial_balance: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     audit: dict[str, object] = field(default_factory=dict)  # `settle audit --json` of the whole system
+    reconciliation: dict[str, object] = field(default_factory=dict)  # `settle reconcile --json` of the day
 
     @property
     def ok(self) -> bool:
-        return self.invariants_ok and self.orders_not_terminal == 0 and self.audit.get("ok") is True
+        reconciled = self.reconciliation.get("mismatch_count") == 0
+        return self.invariants_ok and self.orders_not_terminal == 0 and self.audit.get("ok") is True and reconciled
 
 
 async def bounded(limit: int, items: Sequence[T], call: Callable[[T], Awaitable[R]]) -> list[R]:

@@ -21,6 +21,7 @@ from services.cli import audit, dlq, ledger_export, payouts, reconcile, refund
 from services.cli.chaos import CHAOS_ENV, ChaosDriver, ChaosReport, sweep
 from services.cli.demo import DemoReport, run_demo
 from services.cli.endpoints import SERVICES, Endpoints, default_data_dir
+from services.cli.nightly_demo import reconcile_today
 from services.cli.stack import Stack, StackError, start_stack
 from services.common.infra import InfrastructureError, choose_mode
 from services.common.migrations import upgrade
@@ -78,6 +79,7 @@ async def _demo_against(endpoints: Endpoints, options: argparse.Namespace) -> De
     report = await run_demo(endpoints, options.checkouts, timeout_s=options.timeout)
     await audit.wait_until_quiet(endpoints.database_url, timeout_s=options.timeout)
     report.audit = (await audit.run_audit(endpoints.database_url, endpoints.psp_sandbox_url)).to_json()
+    report.reconciliation = await reconcile_today(endpoints, timeout_s=options.timeout)
     return report
 
 
@@ -149,6 +151,14 @@ def _render_chaos(report: ChaosReport) -> str:
     return "\n".join(lines)
 
 
+def _reconciliation_line(summary: dict[str, object]) -> str:
+    return (
+        f"reconciliation of today's settlement file: {summary.get('lines_imported', 0)} lines, "
+        f"{summary.get('matched', 0)} matched, {summary.get('mismatch_count', 'not run')} mismatches "
+        f"{summary.get('mismatches', {})}"
+    )
+
+
 def _render(report: DemoReport) -> str:
     lines = [
         f"payments: {report.payments_total}   orders: {report.orders_total}   in {report.duration_s} s",
@@ -166,6 +176,7 @@ def _render(report: DemoReport) -> str:
         f"invariants: {'OK' if report.invariants_ok else 'BROKEN'}",
         *(f"  - {v}" for v in report.violations[:50]),
         f"audit: {'OK' if report.audit.get('ok') else 'BROKEN'} {report.audit.get('breaches', {})}",
+        _reconciliation_line(report.reconciliation),
     ]
     return "\n".join(lines)
 

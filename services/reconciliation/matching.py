@@ -8,10 +8,12 @@ In order (a line or an item is matched at most once):
 3. a tolerant rule: same kind, currency and amount, booked within `window_days` of the line, paired
    1:1 in time order.
 
-A line whose PSP reference already appeared (earlier in the file, or in a file imported before) is a
-DUPLICATE and takes no part in matching. Mismatch kinds, each with a severity and a suggested action:
-MISSING_IN_LEDGER, MISSING_IN_SETTLEMENT, AMOUNT_MISMATCH, CURRENCY_MISMATCH, DUPLICATE, STATUS_MISMATCH,
-UNEXPECTED_FEE and UNBALANCED (a statement, batch or payout whose lines do not add up).
+A line whose PSP reference already appeared (earlier in the file, or in another batch of a file imported
+before) is a DUPLICATE and takes no part in matching; a later file of the same batch is a re-issue.
+
+Mismatch kinds, each with a severity and a suggested action: MISSING_IN_LEDGER, MISSING_IN_SETTLEMENT,
+AMOUNT_MISMATCH, CURRENCY_MISMATCH, DUPLICATE, STATUS_MISMATCH, UNEXPECTED_FEE and UNBALANCED (a
+statement, batch or payout whose lines do not add up).
 """
 
 from __future__ import annotations
@@ -56,10 +58,12 @@ async def reconcile(
             "CREATE TEMP TABLE run_lines ON COMMIT DROP AS "
             "SELECT l.file_id, l.line, l.kind, l.psp_reference, l.merchant_reference, l.currency, l.gross_minor, "
             "l.fee_minor, l.net_minor, l.occurred_at, "
-            # A reference seen before (earlier in this file or in a file imported earlier) is a duplicate.
+            # A reference seen before is a duplicate: earlier in this file, or in another batch (another
+            # settlement day, payout or statement). The same batch in a later file is a re-issue of it.
             "  (l.psp_reference <> '' AND EXISTS (SELECT 1 FROM settlement_lines p JOIN settlement_files pf "
             "     USING (file_id) JOIN settlement_files f ON f.file_id = l.file_id "
             "   WHERE p.psp_reference = l.psp_reference AND p.kind = l.kind "
+            "     AND (p.file_id = l.file_id OR p.batch <> l.batch) "
             "     AND (pf.imported_at, p.file_id, p.line) < (f.imported_at, l.file_id, l.line))) AS duplicate "
             "FROM settlement_lines l WHERE l.file_id = ANY(CAST(:files AS text[]))"
         ),

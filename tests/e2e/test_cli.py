@@ -42,6 +42,10 @@ def test_demo_prints_one_json_object_and_exits_zero(stack: Stack) -> None:
     assert report["psp_charges"] == report["orders_succeeded"] > 0
     assert report["audit"]["ok"] is True, report["audit"]
     assert set(report["audit"]["breaches"].values()) == {0}
+    # The night's reconciliation of the day's settlement file: every line matched, nothing amiss.
+    night = report["reconciliation"]
+    assert night["lines_imported"] > 0 and night["matched"] == night["lines_imported"]
+    assert (night["mismatch_count"], night["mismatches"]) == (0, {}), night
 
 
 def test_a_bad_configuration_value_stops_a_service_with_the_variable_named() -> None:

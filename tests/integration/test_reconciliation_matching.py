@@ -35,7 +35,9 @@ from services.reconciliation import reports
 from services.reconciliation.booked_items import BookedItemsHandler
 from services.reconciliation.importing import import_file
 from services.reconciliation.matching import MatchingRules
+from services.reconciliation.nightly import NightlyReconciliation
 from services.reconciliation.runs import run
+from services.reconciliation.service import ReconciliationService
 
 # A database of its own: a run reports every booking of the file's days that no file settled, so the
 # bookings other modules make would show up here as missing.
@@ -275,3 +277,26 @@ async def test_a_run_repeats_identically_and_a_young_booking_is_in_transit(shop:
     assert mismatches == [] and kept  # within the settlement delay: in transit, not missing
     assert (again, repeated) == (summary, mismatches)
     assert shop.last_report == first_report  # byte-identical reports
+
+
+async def test_the_nightly_job_reconciles_a_day_once(shop: Shop) -> None:
+    await shop.charge(4_321)
+    async with aiohttp.ClientSession() as http, http.get(f"{shop.sandbox.url}/_sandbox/clock") as response:
+        day = datetime.fromtimestamp((await response.json())["now"], UTC).date()
+    nightly = NightlyReconciliation(
+        shop.engine,
+        ReconciliationService(shop.engine, MatchingRules()),
+        psp_api_base=shop.sandbox.url,
+        hour_utc=0,
+        check_interval_s=60,
+    )
+
+    assert await nightly.reconcile_day(day) is True
+    assert await nightly.reconcile_day(day) is False  # already reconciled
+    assert await nightly.reconcile_day(day + timedelta(days=30)) is False  # nothing settled that day
+    async with shop.engine.connect() as connection:
+        summary = await connection.scalar(
+            text("SELECT summary FROM runs WHERE scope = :scope"), {"scope": f"date:{day.isoformat()}"}
+        )
+    # The day's run covers every file of the day in this module's database, the other tests' included.
+    assert summary["lines_imported"] >= 1

@@ -9,11 +9,12 @@ from settle.reconciliation.v1 import reconciliation_pb2_grpc
 from services.common.config import load_settings
 from services.common.logs import configure_logging
 from services.common.platform import Platform
-from services.common.runtime import ServiceProcess
+from services.common.runtime import BackgroundLoop, ServiceProcess
 from services.reconciliation.booked_items import TOPICS, BookedItemsHandler
 from services.reconciliation.config import ReconciliationSettings
 from services.reconciliation.entrypoints.grpc import SCOPES, ReconciliationServicer
 from services.reconciliation.matching import MatchingRules
+from services.reconciliation.nightly import NightlyReconciliation
 from services.reconciliation.service import ReconciliationService
 
 SERVICE = "reconciliation"
@@ -26,6 +27,15 @@ async def create_service(settings: ReconciliationSettings) -> tuple[ServiceProce
     service = ReconciliationService(
         platform.engine, MatchingRules(settings.match_window_days, settings.settlement_delay_days)
     )
+    if settings.nightly_check_interval_s > 0:
+        nightly = NightlyReconciliation(
+            platform.engine,
+            service,
+            psp_api_base=settings.psp_api_base,
+            hour_utc=settings.nightly_hour_utc,
+            check_interval_s=settings.nightly_check_interval_s,
+        )
+        platform.add_loop(BackgroundLoop("reconciliation-nightly", nightly.run, nightly.stop))
     registrations = [
         (
             reconciliation_pb2_grpc.add_ReconciliationServiceServicer_to_server,
