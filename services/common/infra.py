@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -101,12 +103,38 @@ def _embedded(data_dir: Path) -> Infrastructure:
         raise InfrastructureError("embedded mode needs the pgserver package (pip install pgserver)") from error
     pg_dir = data_dir / "postgres"
     pg_dir.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode="stop": stop the server when we exit but keep the data directory (data persists).
-    server = pgserver.get_server(str(pg_dir), cleanup_mode="stop")  # type: ignore[attr-defined]
+    server = _start_pgserver(pgserver, pg_dir)
     broker = MockKafkaCluster()
     infra = Infrastructure("embedded", server.get_uri(), broker.bootstrap_servers, pg_host=str(pg_dir))
     infra._closers += [server.cleanup, broker.close]
     return infra
+
+
+_PGSERVER_ATTEMPTS = 3
+
+
+def _start_pgserver(pgserver: Any, pg_dir: Path) -> Any:
+    """pgserver's server for `pg_dir`, trying again when one of its commands dies of a signal.
+
+    As root, pgserver runs initdb and pg_ctl as another user, so the child switches user between fork and
+    exec. Forked from a process whose gRPC threads are busy (a test run, `settle demo`), that child
+    occasionally crashes before the exec (SIGSEGV); the next attempt, on a clean data directory, works.
+    """
+    for attempt in range(1, _PGSERVER_ATTEMPTS + 1):
+        try:
+            # cleanup_mode="stop": stop the server when we exit but keep the data directory (data persists).
+            return pgserver.get_server(str(pg_dir), cleanup_mode="stop")
+        except subprocess.CalledProcessError as error:
+            if error.returncode >= 0 or attempt == _PGSERVER_ATTEMPTS:
+                raise
+            log.warning("embedded PostgreSQL: %s died of signal %d; trying again", error.cmd[0], -error.returncode)
+            # pgserver registers the instance before initialising it: forget the broken one.
+            pgserver.postgres_server.PostgresServer._instances.pop(pg_dir.expanduser().resolve(), None)
+            if not (pg_dir / "PG_VERSION").exists():
+                shutil.rmtree(pg_dir)
+                pg_dir.mkdir()
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 class _AddressCatcher(logging.Handler):

@@ -4,16 +4,26 @@ are found."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
+import pytest
+from settle.payment.v1 import payment_pb2
+from settle.reconciliation.v1 import reconciliation_pb2, reconciliation_pb2_grpc
+
+from services.cli import clients
 from services.cli.stack import Stack
+from services.common.grpc_errors import error_info_reason
+from tests.fixtures import eventually
 
 
 def _settle(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +51,33 @@ def _reconcile(stack: Stack, path: Path, out: Path) -> subprocess.CompletedProce
     return _settle(stack, "reconcile", "--file", str(path), "--format", "sandbox", "--out", str(out), "--json")
 
 
+async def _a_charged_checkout(stack: Stack) -> None:
+    """At least one charge today, whatever else ran before (the other modules' money counts too)."""
+    request = payment_pb2.CreatePaymentRequest(
+        checkout_id=f"co-reconcile-{uuid.uuid4()}",
+        buyer_id="buyer-reconcile",
+        payment_method_token="pm_card_visa",
+        currency="EUR",
+        seller_orders=[
+            payment_pb2.SellerOrder(
+                seller_id="seller-reconcile",
+                line_items=[payment_pb2.LineItem(sku="s", quantity=1, unit_amount_minor=990)],
+            )
+        ],
+    )
+    async with clients.channel(stack.endpoints.grpc["payment"], stack.endpoints.api_keys.checkout) as channel:
+        payments = clients.payment_stub(channel)
+        payment_id = (await payments.CreatePayment(request, timeout=10)).payment.payment_id
+
+        async def done() -> bool:
+            payment = (await payments.GetPayment(payment_pb2.GetPaymentRequest(payment_id=payment_id))).payment
+            return bool(payment.done and payment.orders[0].ledger_updated)
+
+        await eventually(done, timeout_s=60)
+
+
 def test_the_days_settlement_reconciles_cleanly_and_discrepancies_are_found(stack: Stack, tmp_path: Path) -> None:
+    asyncio.run(_a_charged_checkout(stack))
     quiet = _settle(stack, "audit", "--wait", "60")  # every event published...
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     time.sleep(2)  # ...and consumed by reconciliation's index
@@ -72,3 +108,41 @@ def test_the_days_settlement_reconciles_cleanly_and_discrepancies_are_found(stac
 
     truncated = _reconcile(stack, _settlement_file(stack, tmp_path, "cut.csv", truncate="1"), tmp_path / "cut")
     assert truncated.returncode == 1 and "truncated" in truncated.stderr
+
+    asyncio.run(_list_and_resolve(stack, found["run_id"]))
+
+
+async def _list_and_resolve(stack: Stack, run_id: str) -> None:
+    """Finance pages through a run's mismatches, most severe first, and resolves one, once."""
+    async with clients.channel(stack.endpoints.grpc["reconciliation"], stack.endpoints.api_keys.finance) as channel:
+        api = reconciliation_pb2_grpc.ReconciliationServiceStub(channel)
+        first = await api.ListMismatches(reconciliation_pb2.ListMismatchesRequest(run_id=run_id, page_size=1))
+        second = await api.ListMismatches(
+            reconciliation_pb2.ListMismatchesRequest(run_id=run_id, page_size=1, page_token=first.next_page_token)
+        )
+        assert [m.kind for m in [*first.mismatches, *second.mismatches]] == ["MISSING_IN_LEDGER", "UNEXPECTED_FEE"]
+        assert second.next_page_token == ""
+        critical = first.mismatches[0]
+        assert (critical.severity, critical.amount.amount_minor, critical.amount.currency) == ("critical", 1234, "USD")
+
+        resolved = await api.ResolveMismatch(
+            reconciliation_pb2.ResolveMismatchRequest(
+                mismatch_id=critical.mismatch_id, resolution="PSP test charge, no action", resolved_by="finance@shop"
+            )
+        )
+        assert resolved.mismatch.resolved and resolved.mismatch.resolved_by == "finance@shop"
+        with pytest.raises(grpc.aio.AioRpcError) as again:
+            await api.ResolveMismatch(
+                reconciliation_pb2.ResolveMismatchRequest(
+                    mismatch_id=critical.mismatch_id, resolution="again", resolved_by="someone else"
+                )
+            )
+        assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_info_reason(again.value) == "MISMATCH_ALREADY_RESOLVED"
+        open_only = await api.ListMismatches(
+            reconciliation_pb2.ListMismatchesRequest(run_id=run_id, unresolved_only=True)
+        )
+        assert [m.kind for m in open_only.mismatches] == ["UNEXPECTED_FEE"]
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await api.GetRun(reconciliation_pb2.GetRunRequest(run_id="not-a-run"))
+        assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
