@@ -30,9 +30,9 @@ from pathlib import Path
 
 import psycopg
 
-from services.cli import clients
 from services.cli.stack import Stack, start_stack
 from services.cli.workload import CheckoutFactory
+from services.common import clients
 from services.common.db import libpq_url, service_database_url
 
 

@@ -31,8 +31,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from settle.payment.v1 import payment_pb2
 from settle.wallet.v1 import wallet_pb2
 
-from services.cli import clients
 from services.cli.stack import Stack, start_stack
+from services.common import clients
 from services.executor.adapters.psp.stripe_gateway import StripeGateway
 from services.executor.psp_port import PayoutRequest
 

@@ -32,10 +32,10 @@ import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.cli import clients
 from services.cli.audit import AuditReport, run_audit, wait_until_quiet
 from services.cli.stack import Stack
 from services.cli.workload import CheckoutFactory
+from services.common import clients
 from services.common.crash_points import (
     CONSUMER_AFTER_DB_COMMIT,
     CONSUMER_BEFORE_DB_COMMIT,

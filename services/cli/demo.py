@@ -23,9 +23,9 @@ from settle.payment.v1.payment_pb2_grpc import PaymentServiceStub
 from settle.wallet.v1 import wallet_pb2
 from settle.wallet.v1.wallet_pb2_grpc import WalletServiceStub
 
-from services.cli import clients
 from services.cli.endpoints import Endpoints
 from services.cli.workload import CheckoutFactory
+from services.common import clients
 
 SUCCEEDED = payment_pb2.PAYMENT_ORDER_STATUS_SUCCEEDED
 FAILED = payment_pb2.PAYMENT_ORDER_STATUS_FAILED

@@ -22,8 +22,8 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from settle.ledger.v1 import ledger_pb2
 
-from services.cli import clients
 from services.cli.endpoints import Endpoints, default_data_dir
+from services.common import clients
 
 FORMATS = {"hledger": ledger_pb2.ExportJournalRequest.FORMAT_HLEDGER}
 # A local ledger answers at once; longer means nothing listens at the recorded address.

@@ -13,9 +13,9 @@ import aiohttp
 from settle.reconciliation.v1 import reconciliation_pb2_grpc
 from sqlalchemy import text
 
-from services.cli import clients
 from services.cli.endpoints import Endpoints
 from services.cli.reconcile import reconcile, summary_of
+from services.common import clients
 from services.common.db import create_engine, service_database_url
 from services.common.migrations import database_name
 

@@ -25,9 +25,9 @@ from google.protobuf.json_format import MessageToDict
 from settle.common.v1.money_pb2 import Money
 from settle.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 
-from services.cli import clients
 from services.cli.endpoints import Endpoints, default_data_dir
 from services.cli.payout_reports import metadata_keys_of, write_grouped_csv, write_items_csv
+from services.common import clients
 from services.common.grpc_errors import field_violations
 
 _FORMATS = {"csv": wallet_pb2.PAYOUT_BATCH_FORMAT_CSV, "xml": wallet_pb2.PAYOUT_BATCH_FORMAT_XML}

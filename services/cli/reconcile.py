@@ -20,8 +20,8 @@ from typing import Any
 import grpc
 from settle.reconciliation.v1 import reconciliation_pb2, reconciliation_pb2_grpc
 
-from services.cli import clients
 from services.cli.endpoints import Endpoints, default_data_dir
+from services.common import clients
 
 FORMATS = ("sandbox", "stripe", "adyen", "camt053")
 _CHUNK = 1 << 20

@@ -17,8 +17,8 @@ from google.protobuf.json_format import MessageToDict
 from settle.common.v1.money_pb2 import Money
 from settle.payment.v1 import payment_pb2
 
-from services.cli import clients
 from services.cli.endpoints import Endpoints, default_data_dir
+from services.common import clients
 
 
 def add_parser(

@@ -141,6 +141,13 @@ def start_stack(
             if service == "executor":
                 # A stable id lets a restarted executor free its crashed predecessor's claims at once.
                 env = {"SETTLE_WORKER_ID": "executor-0", **env}
+            if service == "reconciliation":
+                # Booking reported fees (SETTLE_BOOK_PSP_FEES) calls the ledger's admin API.
+                env = {
+                    "SETTLE_LEDGER_GRPC_ADDRESS": endpoints.grpc["ledger"],
+                    "SETTLE_LEDGER_API_KEY": keys.admin,
+                    **env,
+                }
             stack.environments[service] = env
             stack.processes[service] = _spawn(stack, service, [f"services.{service}"], env)
         for service in SERVICES:

@@ -19,3 +19,8 @@ class ReconciliationSettings(ServiceSettings):
     # The nightly run reconciles yesterday after this hour (UTC); 0 checks turn it off.
     nightly_hour_utc: Annotated[int, Field(ge=0, le=23)] = 2
     nightly_check_interval_s: Annotated[float, Field(ge=0, le=86_400)] = 900.0
+    # Book the fees a settlement file reports as ledger entries (PostPspFee) instead of only reporting them.
+    book_psp_fees: bool = False
+    # The ledger's gRPC address and an API key with the `admin` scope, needed to book fees.
+    ledger_grpc_address: str = ""
+    ledger_api_key: str = ""

@@ -17,6 +17,7 @@ from services.common import outbox
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Validator
 from services.common.events import RECONCILIATION_MISMATCH_FOUND, RECONCILIATION_RUN_COMPLETED, OutboundEvent
 from services.reconciliation import reports
+from services.reconciliation.fee_booking import FeeBooker
 from services.reconciliation.importing import PARSERS, ImportResult, import_file
 from services.reconciliation.matching import MatchingRules
 from services.reconciliation.parsing.model import FileRejected
@@ -31,9 +32,10 @@ _MISMATCH_COLUMNS = (
 
 
 class ReconciliationService:
-    def __init__(self, engine: AsyncEngine, rules: MatchingRules) -> None:
+    def __init__(self, engine: AsyncEngine, rules: MatchingRules, fees: FeeBooker | None = None) -> None:
         self._engine = engine
         self._rules = rules
+        self._fees = fees  # books reported fees in the ledger, when configured
 
     async def import_upload(self, file_name: str, file_format: str, chunks: AsyncIterator[bytes]) -> ImportResult:
         validator = Validator()
@@ -92,6 +94,8 @@ class ReconciliationService:
         result = await run(self._engine, scope, file_ids, as_of or datetime.now(UTC), self._rules)
         if not result.repeated:
             await self._announce(result)
+        if self._fees is not None:
+            await self._fees.book(result.run_id)  # also retries fees a failed earlier attempt left open
         return result
 
     async def _announce(self, result: Run) -> None:

@@ -18,7 +18,9 @@ def stack() -> Iterator[Stack]:
     with tempfile.TemporaryDirectory(prefix="settle-e2e-") as data_dir:
         # The payout schedule's own loop stays off: on a payout day it would pay out the tests' sellers
         # behind their backs. The tests run the schedule themselves, for chosen days.
-        running = start_stack(Path(data_dir), fixed_ports=False, extra_env={"SETTLE_PAYOUT_SCHEDULE_INTERVAL_S": "0"})
+        # Reported fees are booked in the ledger, as finance would configure it.
+        extra_env = {"SETTLE_PAYOUT_SCHEDULE_INTERVAL_S": "0", "SETTLE_BOOK_PSP_FEES": "true"}
+        running = start_stack(Path(data_dir), fixed_ports=False, extra_env=extra_env)
         try:
             yield running
         finally:

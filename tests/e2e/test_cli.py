@@ -11,8 +11,8 @@ from pathlib import Path
 
 from settle.payment.v1 import payment_pb2
 
-from services.cli import clients
 from services.cli.stack import Stack, start_stack
+from services.common import clients
 from tests.fixtures import eventually
 
 REQUIRED_DEMO_KEYS = {

@@ -24,8 +24,8 @@ from settle.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from settle.payment.v1 import payment_pb2, payment_pb2_grpc
 from settle.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 
-from services.cli import clients
 from services.cli.stack import Stack
+from services.common import clients
 from services.common.grpc_errors import error_info_reason
 from services.ledger.export import hledger_account
 from tests.fixtures import eventually

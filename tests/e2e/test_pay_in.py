@@ -14,9 +14,9 @@ from settle.ledger.v1 import ledger_pb2
 from settle.payment.v1 import payment_pb2
 from settle.wallet.v1 import wallet_pb2
 
-from services.cli import clients
 from services.cli.demo import DemoReport, drive_checkouts, run_demo, verify
 from services.cli.stack import Stack
+from services.common import clients
 from services.common.events import (
     LEDGER_ENTRY_POSTED,
     PAYMENT_ORDER_FAILED,

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from settle.ledger.v1 import ledger_pb2
 from settle.payment.v1 import payment_pb2
 from settle.reconciliation.v1 import reconciliation_pb2, reconciliation_pb2_grpc
 
-from services.cli import clients
 from services.cli.stack import Stack
+from services.common import clients
 from services.common.grpc_errors import error_info_reason
 from tests.fixtures import eventually
 
@@ -114,6 +115,11 @@ def test_the_days_settlement_reconciles_cleanly_and_discrepancies_are_found(stac
 
 async def _list_and_resolve(stack: Stack, run_id: str) -> None:
     """Finance pages through a run's mismatches, most severe first, and resolves one, once."""
+    async with clients.channel(stack.endpoints.grpc["ledger"], stack.endpoints.api_keys.finance) as channel:
+        fees = await clients.ledger_stub(channel).GetAccountBalance(
+            ledger_pb2.GetAccountBalanceRequest(account="psp_fees", currency="USD")
+        )
+        assert fees.balance.amount_minor == 500
     async with clients.channel(stack.endpoints.grpc["reconciliation"], stack.endpoints.api_keys.finance) as channel:
         api = reconciliation_pb2_grpc.ReconciliationServiceStub(channel)
         first = await api.ListMismatches(reconciliation_pb2.ListMismatchesRequest(run_id=run_id, page_size=1))
@@ -139,10 +145,14 @@ async def _list_and_resolve(stack: Stack, run_id: str) -> None:
             )
         assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert error_info_reason(again.value) == "MISMATCH_ALREADY_RESOLVED"
+        # The fee was booked in the ledger (SETTLE_BOOK_PSP_FEES) and its mismatch resolved with the entry.
+        fee = second.mismatches[0]
+        assert (fee.resolved, fee.resolved_by) == (True, "settle-reconciliation")
+        assert fee.resolution.startswith("booked as ledger entry ")
         open_only = await api.ListMismatches(
             reconciliation_pb2.ListMismatchesRequest(run_id=run_id, unresolved_only=True)
         )
-        assert [m.kind for m in open_only.mismatches] == ["UNEXPECTED_FEE"]
+        assert list(open_only.mismatches) == []
         with pytest.raises(grpc.aio.AioRpcError) as unknown:
             await api.GetRun(reconciliation_pb2.GetRunRequest(run_id="not-a-run"))
         assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT

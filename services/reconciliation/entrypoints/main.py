@@ -13,6 +13,7 @@ from services.common.runtime import BackgroundLoop, ServiceProcess
 from services.reconciliation.booked_items import TOPICS, BookedItemsHandler
 from services.reconciliation.config import ReconciliationSettings
 from services.reconciliation.entrypoints.grpc import SCOPES, ReconciliationServicer
+from services.reconciliation.fee_booking import FeeBooker
 from services.reconciliation.matching import MatchingRules
 from services.reconciliation.nightly import NightlyReconciliation
 from services.reconciliation.service import ReconciliationService
@@ -24,8 +25,13 @@ async def create_service(settings: ReconciliationSettings) -> tuple[ServiceProce
     platform = Platform.create(SERVICE, settings)
     await platform.start()
     platform.add_consumer("booked", TOPICS, BookedItemsHandler())
+    fees = None
+    if settings.book_psp_fees:
+        if not (settings.ledger_grpc_address and settings.ledger_api_key):
+            raise ValueError("SETTLE_BOOK_PSP_FEES needs SETTLE_LEDGER_GRPC_ADDRESS and SETTLE_LEDGER_API_KEY")
+        fees = FeeBooker(platform.engine, settings.ledger_grpc_address, settings.ledger_api_key)
     service = ReconciliationService(
-        platform.engine, MatchingRules(settings.match_window_days, settings.settlement_delay_days)
+        platform.engine, MatchingRules(settings.match_window_days, settings.settlement_delay_days), fees
     )
     if settings.nightly_check_interval_s > 0:
         nightly = NightlyReconciliation(
