@@ -24,6 +24,7 @@ from settle.ledger.v1 import ledger_pb2
 
 from services.cli.endpoints import Endpoints, default_data_dir
 from services.common import clients
+from services.common.timestamps import timestamp_of
 
 FORMATS = {"hledger": ledger_pb2.ExportJournalRequest.FORMAT_HLEDGER}
 # A local ledger answers at once; longer means nothing listens at the recorded address.
@@ -71,9 +72,7 @@ def add_parser(
 def _timestamp(when: datetime | None) -> Timestamp | None:
     if when is None:
         return None
-    timestamp = Timestamp()
-    timestamp.FromDatetime(when)
-    return timestamp
+    return timestamp_of(when)
 
 
 def export_request(options: argparse.Namespace) -> ledger_pb2.ExportJournalRequest:

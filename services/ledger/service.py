@@ -6,7 +6,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from settle.common.v1.money_pb2 import Money as MoneyMessage
 from settle.events.v1 import events_pb2
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -18,6 +17,7 @@ from services.common.money import Money
 from services.common.payout_events import PayoutEvent
 from services.common.succeeded_orders import SucceededOrder
 from services.common.succeeded_refunds import SucceededRefund
+from services.common.timestamps import timestamp_of
 from services.ledger.adapters import db, entries_db
 from services.ledger.domain import (
     JournalEntry,
@@ -36,8 +36,6 @@ def entry_posted(posted: PostedEntry) -> OutboundEvent:
     """The `ledger.entry.posted` event of an entry (key: its payment order, else its payout, else the
     entry id), so that the entries of one order or one payout are announced in order."""
     entry = posted.entry
-    posted_at = Timestamp()
-    posted_at.FromDatetime(posted.created_at)
     return OutboundEvent(
         LEDGER_ENTRY_POSTED,
         key=str(entry.payment_order_id or entry.payout_id or entry.entry_id),
@@ -53,7 +51,7 @@ def entry_posted(posted: PostedEntry) -> OutboundEvent:
                 for posting in entry.postings
             ],
             cause_event_id=str(entry.cause_event_id),
-            posted_at=posted_at,
+            posted_at=timestamp_of(posted.created_at),
             refund_id=str(entry.refund_id or ""),
             payout_id=str(entry.payout_id or ""),
         ),

@@ -48,7 +48,7 @@ async def run(engine: AsyncEngine, scope: str, file_ids: list[str], as_of: datet
         ).first()
         if inserted is not None:
             await reconcile(connection, run_id, sorted(file_ids), as_of, rules)
-            summary = await _summarise(connection, run_id, sorted(file_ids), as_of, rules)
+            summary = await _summarise(connection, run_id, sorted(file_ids), rules)
             await connection.execute(
                 text("UPDATE runs SET summary = CAST(:summary AS jsonb), finished_at = now() WHERE run_id = :run"),
                 {"run": run_id, "summary": json.dumps(summary, sort_keys=True)},
@@ -58,7 +58,7 @@ async def run(engine: AsyncEngine, scope: str, file_ids: list[str], as_of: datet
 
 
 async def _summarise(
-    connection: AsyncConnection, run_id: uuid.UUID, file_ids: list[str], as_of: datetime, rules: MatchingRules
+    connection: AsyncConnection, run_id: uuid.UUID, file_ids: list[str], rules: MatchingRules
 ) -> dict[str, Any]:
     """Counts and amounts per kind and currency: what a finance user reads first."""
     files = (

@@ -13,6 +13,7 @@ from settle.payment.v1 import payment_pb2
 
 from services.cli.stack import Stack, start_stack
 from services.common import clients
+from tests.e2e.cli import settle
 from tests.fixtures import eventually
 
 REQUIRED_DEMO_KEYS = {
@@ -109,16 +110,6 @@ async def test_data_and_api_keys_survive_a_restart() -> None:
             second.stop()
 
 
-def _settle(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args, "--data-dir", str(stack.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 async def test_settle_refund_requests_a_refund_and_a_retry_with_its_key_is_a_replay(stack: Stack) -> None:
     payment_id = await _create(stack, f"checkout-refund-{uuid.uuid4().hex[:8]}")
 
@@ -126,17 +117,17 @@ async def test_settle_refund_requests_a_refund_and_a_retry_with_its_key_is_a_rep
         order = (await _get(stack, payment_id)).orders[0]
         return bool(order.status == payment_pb2.PAYMENT_ORDER_STATUS_SUCCEEDED)
 
-    await eventually(charged, timeout_s=60)
+    await eventually(charged)
     order_id = (await _get(stack, payment_id)).orders[0].payment_order_id
 
-    first = _settle(stack, "refund", order_id, "--amount", "250", "--idempotency-key", f"k-{order_id}", "--json")
+    first = settle(stack, "refund", order_id, "--amount", "250", "--idempotency-key", f"k-{order_id}", "--json")
     assert first.returncode == 0, first.stderr
     refund = json.loads(first.stdout)
     assert refund["replayed"] is False
     assert refund["refund"]["amount"] == {"amountMinor": "250", "currency": "USD"}
     assert refund["refund"]["status"] == "REFUND_STATUS_REQUESTED"
-    again = _settle(stack, "refund", order_id, "--amount", "250", "--idempotency-key", f"k-{order_id}", "--json")
+    again = settle(stack, "refund", order_id, "--amount", "250", "--idempotency-key", f"k-{order_id}", "--json")
     assert json.loads(again.stdout)["refund"]["refundId"] == refund["refund"]["refundId"]
-    too_much = _settle(stack, "refund", order_id, "--amount", "700")
+    too_much = settle(stack, "refund", order_id, "--amount", "700")
     assert too_much.returncode == 1
     assert "FAILED_PRECONDITION" in too_much.stderr and "450" in too_much.stderr

@@ -7,8 +7,6 @@ import asyncio
 import csv
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +26,7 @@ from services.cli.stack import Stack
 from services.common import clients
 from services.common.grpc_errors import error_info_reason
 from services.ledger.export import hledger_account
+from tests.e2e.cli import settle
 from tests.fixtures import eventually
 from tests.integration.test_ledger_export import hledger_balances
 
@@ -54,16 +53,6 @@ async def apis(stack: Stack) -> AsyncIterator[Apis]:
         yield Apis(clients.payment_stub(payment), clients.wallet_stub(wallet), clients.ledger_stub(ledger))
 
 
-def _settle(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args, "--data-dir", str(stack.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 async def _sale(api: Apis, seller_id: str, amount_minor: int) -> payment_pb2.PaymentOrder:
     """A checkout of one order for `seller_id`, charged and credited to the seller's pending balance."""
     request = payment_pb2.CreatePaymentRequest(
@@ -84,7 +73,7 @@ async def _sale(api: Apis, seller_id: str, amount_minor: int) -> payment_pb2.Pay
         orders = (await api.payment.GetPayment(payment_pb2.GetPaymentRequest(payment_id=payment_id))).payment.orders
         return bool(orders[0].wallet_updated and orders[0].ledger_updated)
 
-    await eventually(credited, timeout_s=60)
+    await eventually(credited)
     payment = (await api.payment.GetPayment(payment_pb2.GetPaymentRequest(payment_id=payment_id))).payment
     return payment.orders[0]
 
@@ -123,8 +112,8 @@ async def _refund(api: Apis, order: payment_pb2.PaymentOrder, amount_minor: int)
             e.refund_id == refund_id for e in booked.entries
         )
 
-    await eventually(done, timeout_s=60)
-    await eventually(applied, timeout_s=60)
+    await eventually(done)
+    await eventually(applied)
     return (await api.payment.GetRefund(payment_pb2.GetRefundRequest(refund_id=refund_id))).refund
 
 
@@ -133,7 +122,7 @@ async def _payout_settled(api: Apis, payout_id: str) -> wallet_pb2.Payout:
         payout = await api.wallet.GetPayout(wallet_pb2.GetPayoutRequest(payout_id=payout_id))
         return bool(payout.status in (PAID, FAILED))
 
-    await eventually(settled, timeout_s=60)
+    await eventually(settled)
     payout: wallet_pb2.Payout = await api.wallet.GetPayout(wallet_pb2.GetPayoutRequest(payout_id=payout_id))
     return payout
 
@@ -227,8 +216,8 @@ async def test_the_schedule_pays_out_on_the_configured_day(stack: Stack, unique:
         await _set_destination(api, seller_id)
         await _sale(api, seller_id, 4_200)
         await _release(api)
-        off_day = _settle(stack, "payouts", "run-schedule", "--as-of", "2026-12-03", "--json")
-        payday = _settle(stack, "payouts", "run-schedule", "--as-of", "2026-12-04", "--json")
+        off_day = settle(stack, "payouts", "run-schedule", "--as-of", "2026-12-03", "--json")
+        payday = settle(stack, "payouts", "run-schedule", "--as-of", "2026-12-04", "--json")
         [mine] = [p for p in json.loads(payday.stdout)["payouts"] if p["sellerId"] == seller_id]
         paid = await _payout_settled(api, mine["payoutId"])
         balance = await _balance(api, seller_id)
@@ -261,17 +250,17 @@ async def test_payout_batches_all_or_nothing_executed_per_item_reported_and_idem
                 await _sale(api, seller, 3_000)
             await _release(api)
 
-            rejected = _settle(stack, "payouts", "submit-batch", str(bad), "--json")
+            rejected = settle(stack, "payouts", "submit-batch", str(bad), "--json")
             untouched = await _balance(api, north)
-            accepted = _settle(stack, "payouts", "submit-batch", str(good), "--json")
-            repeated = _settle(stack, "payouts", "submit-batch", str(good), "--json")
+            accepted = settle(stack, "payouts", "submit-batch", str(good), "--json")
+            repeated = settle(stack, "payouts", "submit-batch", str(good), "--json")
             batch_id = json.loads(accepted.stdout)["batch"]["batchId"]
             items = (
                 await api.wallet.ListPayouts(wallet_pb2.ListPayoutsRequest(batch_id=batch_id, page_size=1000))
             ).payouts
             settled = [await _payout_settled(api, item.payout_id) for item in items]
-            items_report = _settle(stack, "payouts", "report", batch_id, "--out", str(folder / "items.csv"))
-            grouped = _settle(
+            items_report = settle(stack, "payouts", "report", batch_id, "--out", str(folder / "items.csv"))
+            grouped = settle(
                 stack, "payouts", "report", batch_id, "--group-by", "branch", "--out", str(folder / "branch.csv")
             )
             item_rows = list(csv.DictReader((folder / "items.csv").open(newline="")))
@@ -304,7 +293,7 @@ async def test_the_exported_books_balance_in_hledger_and_sellers_equal_wallet_ba
         """Sellers whose books and wallet differ: (-payable, pending + available, -in transit, reserved)."""
         with tempfile.TemporaryDirectory() as directory:
             journal = Path(directory) / "books.journal"
-            exported = _settle(stack, "ledger", "export", "--format", "hledger", "--out", str(journal))
+            exported = settle(stack, "ledger", "export", "--format", "hledger", "--out", str(journal))
             assert exported.returncode == 0, exported.stderr
             balances = hledger_balances(journal)  # also checks that the books sum to zero
         prefix = "liabilities:seller_payable:"
@@ -330,6 +319,6 @@ async def test_the_exported_books_balance_in_hledger_and_sellers_equal_wallet_ba
 
 
 def test_settle_audit_finds_no_breach_after_money_went_out(stack: Stack) -> None:
-    audit = _settle(stack, "audit", "--json", "--wait", "60")
+    audit = settle(stack, "audit", "--json", "--wait", "60")
     report = json.loads(audit.stdout)
     assert audit.returncode == 0 and report["ok"], {k: v for k, v in report["breaches"].items() if v}

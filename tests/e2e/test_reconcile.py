@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -24,17 +23,8 @@ from settle.reconciliation.v1 import reconciliation_pb2, reconciliation_pb2_grpc
 from services.cli.stack import Stack
 from services.common import clients
 from services.common.grpc_errors import error_info_reason
+from tests.e2e.cli import settle
 from tests.fixtures import eventually
-
-
-def _settle(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args, "--data-dir", str(stack.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def _settlement_file(stack: Stack, folder: Path, name: str, days_later: int = 0, **switches: str) -> Path:
@@ -49,7 +39,7 @@ def _settlement_file(stack: Stack, folder: Path, name: str, days_later: int = 0,
 
 
 def _reconcile(stack: Stack, path: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    return _settle(stack, "reconcile", "--file", str(path), "--format", "sandbox", "--out", str(out), "--json")
+    return settle(stack, "reconcile", "--file", str(path), "--format", "sandbox", "--out", str(out), "--json")
 
 
 async def _a_charged_checkout(stack: Stack) -> None:
@@ -74,12 +64,12 @@ async def _a_charged_checkout(stack: Stack) -> None:
             payment = (await payments.GetPayment(payment_pb2.GetPaymentRequest(payment_id=payment_id))).payment
             return bool(payment.done and payment.orders[0].ledger_updated)
 
-        await eventually(done, timeout_s=60)
+        await eventually(done)
 
 
 def test_the_days_settlement_reconciles_cleanly_and_discrepancies_are_found(stack: Stack, tmp_path: Path) -> None:
     asyncio.run(_a_charged_checkout(stack))
-    quiet = _settle(stack, "audit", "--wait", "60")  # every event published...
+    quiet = settle(stack, "audit", "--wait", "60")  # every event published...
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     time.sleep(2)  # ...and consumed by reconciliation's index
     clean = _settlement_file(stack, tmp_path, "clean.csv")

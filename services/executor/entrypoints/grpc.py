@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from settle.common.v1.money_pb2 import Money
 from settle.executor.v1 import executor_pb2, executor_pb2_grpc
 
+from services.common.timestamps import timestamp_of
 from services.executor.domain import ChargeOrder, Execution, ExecutionStatus
 from services.executor.service.admin import ExecutorAdmin
 
@@ -25,8 +25,6 @@ _STATUS_TO_PROTO = {
 
 def execution_to_proto(execution: Execution[ChargeOrder]) -> executor_pb2.Execution:
     order = execution.order
-    update_time = Timestamp()
-    update_time.FromDatetime(execution.updated_at)
     return executor_pb2.Execution(
         payment_order_id=order.payment_order_id,
         payment_id=order.payment_id,
@@ -37,7 +35,7 @@ def execution_to_proto(execution: Execution[ChargeOrder]) -> executor_pb2.Execut
         psp_reference=execution.psp_reference,
         failure_code=execution.failure_code,
         failure_message=execution.failure_message,
-        update_time=update_time,
+        update_time=timestamp_of(execution.updated_at),
     )
 
 

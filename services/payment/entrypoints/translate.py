@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from settle.common.v1.money_pb2 import Money
 from settle.payment.v1 import payment_pb2
 
+from services.common.timestamps import timestamp_of
 from services.payment.domain.model import LineItem, OrderStatus, Payment, PaymentOrder
 from services.payment.domain.refunds import Refund, RefundCommand, RefundStatus
 from services.payment.domain.validation import CreatePaymentCommand, SellerOrderInput
@@ -47,12 +46,6 @@ def command_from_proto(request: payment_pb2.CreatePaymentRequest) -> CreatePayme
     )
 
 
-def _timestamp(value: datetime) -> Timestamp:
-    timestamp = Timestamp()
-    timestamp.FromDatetime(value)
-    return timestamp
-
-
 def order_to_proto(order: PaymentOrder) -> payment_pb2.PaymentOrder:
     return payment_pb2.PaymentOrder(
         payment_order_id=str(order.payment_order_id),
@@ -74,8 +67,8 @@ def order_to_proto(order: PaymentOrder) -> payment_pb2.PaymentOrder:
             )
             for item in order.line_items
         ],
-        create_time=_timestamp(order.created_at),
-        update_time=_timestamp(order.updated_at),
+        create_time=timestamp_of(order.created_at),
+        update_time=timestamp_of(order.updated_at),
     )
 
 
@@ -87,7 +80,7 @@ def payment_to_proto(payment: Payment) -> payment_pb2.Payment:
         total=Money(amount_minor=payment.total_minor, currency=payment.currency),
         orders=[order_to_proto(order) for order in payment.orders],
         done=payment.done,
-        create_time=_timestamp(payment.created_at),
+        create_time=timestamp_of(payment.created_at),
     )
 
 
@@ -121,6 +114,6 @@ def refund_to_proto(refund: Refund) -> payment_pb2.Refund:
         psp_reference=refund.psp_reference,
         failure_code=refund.failure_code,
         failure_message=refund.failure_message,
-        create_time=_timestamp(refund.created_at),
-        update_time=_timestamp(refund.updated_at),
+        create_time=timestamp_of(refund.created_at),
+        update_time=timestamp_of(refund.updated_at),
     )
