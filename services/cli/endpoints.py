@@ -8,6 +8,10 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import grpc
+
+from services.common import clients
+
 SERVICES = ("payment", "executor", "wallet", "ledger", "reconciliation")
 DEFAULT_PORTS = {
     "payment": 50051,
@@ -61,6 +65,10 @@ class Endpoints:
     infra_mode: str
     pg_host: str = ""
     pids: dict[str, int] = field(default_factory=dict)
+
+    def channel(self, service: str, role: str = "admin") -> grpc.aio.Channel:
+        """A channel to one service, authenticated with the key of `role` (checkout, finance, admin)."""
+        return clients.channel(self.grpc[service], getattr(self.api_keys, role))
 
     def save(self, data_dir: Path) -> None:
         path = data_dir / "endpoints.json"
