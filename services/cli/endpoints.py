@@ -8,7 +8,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import grpc
+from grpc import aio as grpc_aio
 
 from services.common import clients
 
@@ -66,7 +66,7 @@ class Endpoints:
     pg_host: str = ""
     pids: dict[str, int] = field(default_factory=dict)
 
-    def channel(self, service: str, role: str = "admin") -> grpc.aio.Channel:
+    def channel(self, service: str, role: str = "admin") -> grpc_aio.Channel:
         """A channel to one service, authenticated with the key of `role` (checkout, finance, admin)."""
         return clients.channel(self.grpc[service], getattr(self.api_keys, role))
 
