@@ -1,7 +1,9 @@
 """What Settle booked, as reconciliation indexes it: one item per charge, refund or payout.
 
-Two event streams fill an item, in either order: the executor's outcome (our id, the PSP's reference,
-the amount, succeeded or failed) and the ledger's entry (our id, the amount the books hold, the entry).
+Three event streams fill an item, in any order, so matching is three-way: the order (the payment
+service's payment order or refund, the wallet's payout: what was asked for), the executor's outcome
+(our id, the PSP's reference, the amount, succeeded or failed) and the ledger's entry (our id, the amount
+the books hold, the entry).
 Amounts are signed like settlement lines, as the PSP balance sees them: a charge +, a refund or a payout -.
 Events that can never apply are rejected (→ their DLQ) with the reason.
 """
@@ -22,16 +24,22 @@ from services.common.consumer import EventRejected
 from services.common.events import (
     LEDGER_ENTRY_POSTED,
     PAYMENT_ORDER_FAILED,
+    PAYMENT_ORDER_REQUESTED,
     PAYMENT_ORDER_SUCCEEDED,
     PAYMENT_REFUND_FAILED,
+    PAYMENT_REFUND_REQUESTED,
     PAYMENT_REFUND_SUCCEEDED,
     PAYOUT_FAILED,
     PAYOUT_PAID,
+    PAYOUT_REQUESTED,
     InboundEvent,
 )
 from services.common.money import CURRENCY_EXPONENTS
 
 TOPICS = (
+    PAYMENT_ORDER_REQUESTED,
+    PAYMENT_REFUND_REQUESTED,
+    PAYOUT_REQUESTED,
     PAYMENT_ORDER_SUCCEEDED,
     PAYMENT_ORDER_FAILED,
     PAYMENT_REFUND_SUCCEEDED,
@@ -53,12 +61,13 @@ PSP_BALANCE_ACCOUNT = "psp_receivable"
 class BookedItem:
     item_id: uuid.UUID
     kind: str  # charge | refund | payout
-    status: str  # outcome_only | booked | failed
+    status: str  # ordered | outcome_only | booked | failed
     psp_reference: str
     currency: str
     amount_minor: int
     occurred_at: datetime
     ledger_entry_id: uuid.UUID | None = None
+    ordered_minor: int | None = None  # set by the order's event only
 
 
 def _uuid(event: InboundEvent, name: str, value: str) -> uuid.UUID:
@@ -83,6 +92,8 @@ def item_of(event: InboundEvent) -> BookedItem | None:
     message = event.message
     if isinstance(message, events_pb2.LedgerEntryPosted):
         return _from_ledger(event, message)
+    if isinstance(message, events_pb2.PaymentOrderRequested | events_pb2.RefundRequested | events_pb2.PayoutRequested):
+        return _from_order(event, message)
     if isinstance(message, events_pb2.PaymentOrderSucceeded | events_pb2.PaymentOrderFailed):
         kind, item, sign = "charge", message.payment_order_id, 1
     elif isinstance(message, events_pb2.RefundSucceeded | events_pb2.RefundFailed):
@@ -111,6 +122,29 @@ def item_of(event: InboundEvent) -> BookedItem | None:
     )
 
 
+def _from_order(
+    event: InboundEvent,
+    message: events_pb2.PaymentOrderRequested | events_pb2.RefundRequested | events_pb2.PayoutRequested,
+) -> BookedItem:
+    if isinstance(message, events_pb2.PaymentOrderRequested):
+        kind, item, sign = "charge", message.payment_order_id, 1
+    elif isinstance(message, events_pb2.RefundRequested):
+        kind, item, sign = "refund", message.refund_id, -1
+    else:
+        kind, item, sign = "payout", message.payout_id, -1
+    amount = sign * message.amount.amount_minor
+    return BookedItem(
+        item_id=_uuid(event, f"{kind} id", item),
+        kind=kind,
+        status="ordered",
+        psp_reference="",
+        currency=_currency(event, message.amount.currency),
+        amount_minor=amount,
+        occurred_at=event.event_time,
+        ordered_minor=amount,
+    )
+
+
 def _from_ledger(event: InboundEvent, message: events_pb2.LedgerEntryPosted) -> BookedItem | None:
     booked = _LEDGER_KINDS.get(message.kind)
     if booked is None:
@@ -131,22 +165,31 @@ def _from_ledger(event: InboundEvent, message: events_pb2.LedgerEntryPosted) -> 
     )
 
 
-# Outcome and ledger entry merge into one row whichever comes first: the ledger's amount and entry win,
-# the outcome brings the PSP reference; a failure never overrides a booking.
+# Order, outcome and ledger entry merge into one row whichever comes first. The ledger's amount and entry
+# win over the outcome's, the outcome's over the order's; the outcome brings the PSP reference; a failure
+# never overrides a booking, and an order never overrides anything but its own amount asked for.
 _UPSERT = text("""
-INSERT INTO booked_items AS b
-    (item_id, kind, psp_reference, currency, amount_minor, status, ledger_entry_id, occurred_at)
-SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:kinds AS text[]), CAST(:refs AS text[]), CAST(:currencies AS text[]),
-                     CAST(:amounts AS bigint[]), CAST(:statuses AS text[]), CAST(:entries AS uuid[]),
-                     CAST(:times AS timestamptz[]))
+INSERT INTO booked_items AS b (item_id, kind, psp_reference, currency, amount_minor, status, ledger_entry_id,
+                               occurred_at, ordered_currency, ordered_minor)
+SELECT i, k, r, c, a, s, e, t, CASE WHEN o IS NULL THEN NULL ELSE c END, o
+FROM unnest(CAST(:ids AS uuid[]), CAST(:kinds AS text[]), CAST(:refs AS text[]), CAST(:currencies AS text[]),
+            CAST(:amounts AS bigint[]), CAST(:statuses AS text[]), CAST(:entries AS uuid[]),
+            CAST(:times AS timestamptz[]), CAST(:ordered AS bigint[])) AS u(i, k, r, c, a, s, e, t, o)
 ORDER BY 1
 ON CONFLICT (item_id) DO UPDATE SET
     psp_reference = CASE WHEN excluded.psp_reference <> '' THEN excluded.psp_reference ELSE b.psp_reference END,
-    amount_minor = CASE WHEN excluded.status = 'booked' THEN excluded.amount_minor ELSE b.amount_minor END,
-    currency = CASE WHEN excluded.status = 'booked' THEN excluded.currency ELSE b.currency END,
+    amount_minor = CASE WHEN excluded.status = 'booked' OR (excluded.status <> 'ordered' AND b.status = 'ordered')
+                        THEN excluded.amount_minor ELSE b.amount_minor END,
+    currency = CASE WHEN excluded.status = 'booked' OR (excluded.status <> 'ordered' AND b.status = 'ordered')
+                    THEN excluded.currency ELSE b.currency END,
     ledger_entry_id = coalesce(excluded.ledger_entry_id, b.ledger_entry_id),
-    status = CASE WHEN b.status = 'booked' OR excluded.status = 'booked' THEN 'booked' ELSE excluded.status END,
-    occurred_at = CASE WHEN excluded.status = 'booked' THEN b.occurred_at ELSE excluded.occurred_at END,
+    status = CASE WHEN b.status = 'booked' OR excluded.status = 'booked' THEN 'booked'
+                  WHEN excluded.status = 'ordered' THEN b.status ELSE excluded.status END,
+    occurred_at = CASE WHEN b.status = 'ordered' AND excluded.status <> 'ordered' THEN excluded.occurred_at
+                       WHEN excluded.status IN ('booked', 'ordered') THEN b.occurred_at
+                       ELSE excluded.occurred_at END,
+    ordered_currency = coalesce(excluded.ordered_currency, b.ordered_currency),
+    ordered_minor = coalesce(excluded.ordered_minor, b.ordered_minor),
     updated_at = now()
 """)
 
@@ -166,6 +209,7 @@ async def record(connection: AsyncConnection, rows: Sequence[BookedItem]) -> Non
             "statuses": [item.status for item in rows],
             "entries": [item.ledger_entry_id for item in rows],
             "times": [item.occurred_at for item in rows],
+            "ordered": [item.ordered_minor for item in rows],
         },
     )
 

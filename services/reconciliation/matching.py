@@ -3,6 +3,9 @@
 Set-based SQL in one transaction, so a million lines reconcile without any of them in Python's memory.
 In order (a line or an item is matched at most once):
 
+Three-way where the data allows: a booked item carries what was ordered (payment service / wallet), what
+the executor recorded and what the ledger booked, so a settled line is checked against all three.
+
 1. exact on the PSP reference (pi_/re_/po_ ids);
 2. on the merchant reference (our payment order / refund / payout id, echoed in metadata);
 3. a tolerant rule: same kind, currency and amount, booked within `window_days` of the line, paired
@@ -170,8 +173,10 @@ async def _classify(connection: AsyncConnection, params: dict[str, object], rule
         mismatch(
             "MISSING_IN_LEDGER",
             "SELECT m.file_id, m.line, b.item_id, b.currency, b.amount_minor, NULL::bigint, "
-            "'the executor recorded ' || b.kind || ' ' || b.item_id || ' but the ledger never booked it' "
-            "FROM run_matches m JOIN booked_items b USING (item_id) WHERE b.status = 'outcome_only'",
+            "CASE WHEN b.status = 'ordered' THEN 'Settle ordered ' || b.kind || ' ' || b.item_id "
+            "     || ' and the PSP settled it, but the executor recorded no outcome and the ledger never booked it' "
+            "ELSE 'the executor recorded ' || b.kind || ' ' || b.item_id || ' but the ledger never booked it' END "
+            "FROM run_matches m JOIN booked_items b USING (item_id) WHERE b.status IN ('ordered', 'outcome_only')",
         ),
         mismatch(
             "STATUS_MISMATCH",
@@ -184,17 +189,21 @@ async def _classify(connection: AsyncConnection, params: dict[str, object], rule
             "CURRENCY_MISMATCH",
             "SELECT m.file_id, m.line, b.item_id, l.currency, l.gross_minor, b.amount_minor, "
             "'settled in ' || l.currency || ', booked in ' || b.currency "
+            "|| coalesce(', ordered in ' || b.ordered_currency, '') "
             "FROM run_matches m JOIN booked_items b USING (item_id) "
             "JOIN run_lines l ON l.file_id = m.file_id AND l.line = m.line "
-            "WHERE b.status <> 'failed' AND l.currency <> b.currency",
+            "WHERE b.status <> 'failed' AND (l.currency <> b.currency OR b.ordered_currency <> b.currency)",
         ),
         mismatch(
             "AMOUNT_MISMATCH",
             "SELECT m.file_id, m.line, b.item_id, l.currency, l.gross_minor, b.amount_minor, "
-            "'settled ' || l.gross_minor || ', booked ' || b.amount_minor || ' (minor units)' "
+            "'settled ' || l.gross_minor || ', booked ' || b.amount_minor "
+            "|| coalesce(', ordered ' || b.ordered_minor, '') || ' (minor units)' "
             "FROM run_matches m JOIN booked_items b USING (item_id) "
             "JOIN run_lines l ON l.file_id = m.file_id AND l.line = m.line "
-            "WHERE b.status <> 'failed' AND l.currency = b.currency AND l.gross_minor <> b.amount_minor",
+            "WHERE b.status <> 'failed' AND l.currency = b.currency "
+            "AND coalesce(b.ordered_currency, b.currency) = b.currency "
+            "AND (l.gross_minor <> b.amount_minor OR b.ordered_minor <> b.amount_minor)",
         ),
         mismatch(
             "UNEXPECTED_FEE",

@@ -20,8 +20,10 @@ from services.common.db import create_engine, service_database_url
 from services.common.events import (
     LEDGER_ENTRY_POSTED,
     PAYMENT_ORDER_FAILED,
+    PAYMENT_ORDER_REQUESTED,
     PAYMENT_ORDER_SUCCEEDED,
     PAYOUT_PAID,
+    PAYOUT_REQUESTED,
     InboundEvent,
 )
 from services.common.infra import Infrastructure
@@ -110,3 +112,43 @@ async def test_failures_payouts_and_entries_that_book_nothing(engine: AsyncEngin
     assert tuple(await _item(engine, payout)) == ("payout", "outcome_only", "po_1", -700, "USD")
     with pytest.raises(EventRejected, match="not a UUID"):
         await _handle(engine, _event(PAYOUT_PAID, events_pb2.PayoutPaid(payout_id="x", amount=_usd(1))))
+
+
+async def test_the_order_joins_the_item_in_any_order_and_never_overrides_an_outcome(engine: AsyncEngine) -> None:
+    early, late, unsettled, payout = (str(uuid.uuid4()) for _ in range(4))
+
+    def requested(order: str, amount_minor: int) -> InboundEvent:
+        return _event(
+            PAYMENT_ORDER_REQUESTED,
+            events_pb2.PaymentOrderRequested(payment_order_id=order, amount=_usd(amount_minor)),
+        )
+
+    def succeeded(order: str, amount_minor: int) -> InboundEvent:
+        return _event(
+            PAYMENT_ORDER_SUCCEEDED,
+            events_pb2.PaymentOrderSucceeded(
+                payment_order_id=order, amount=_usd(amount_minor), psp_reference=f"pi_{order[:6]}"
+            ),
+        )
+
+    await _handle(engine, requested(early, 500), requested(unsettled, 300))
+    await _handle(engine, succeeded(early, 500), _ledger("payment_order_succeeded", 500, payment_order_id=early))
+    await _handle(engine, succeeded(late, 800), _ledger("payment_order_succeeded", 800, payment_order_id=late))
+    await _handle(engine, requested(late, 750))  # arrives last, asked for less than was charged
+    await _handle(engine, _event(PAYOUT_REQUESTED, events_pb2.PayoutRequested(payout_id=payout, amount=_usd(70))))
+
+    async with engine.connect() as connection:
+        rows = {
+            str(row.item_id): (row.status, row.amount_minor, row.ordered_minor, row.ordered_currency)
+            for row in await connection.execute(
+                text(
+                    "SELECT item_id, status, amount_minor, ordered_minor, ordered_currency FROM booked_items "
+                    "WHERE item_id = ANY(CAST(:ids AS uuid[]))"
+                ),
+                {"ids": [early, late, unsettled, payout]},
+            )
+        }
+    assert rows[early] == ("booked", 500, 500, "USD")
+    assert rows[late] == ("booked", 800, 750, "USD")
+    assert rows[unsettled] == ("ordered", 300, 300, "USD")
+    assert rows[payout] == ("ordered", -70, -70, "USD")

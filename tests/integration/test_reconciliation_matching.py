@@ -22,6 +22,7 @@ from services.common.db import create_engine, service_database_url
 from services.common.events import (
     LEDGER_ENTRY_POSTED,
     PAYMENT_ORDER_FAILED,
+    PAYMENT_ORDER_REQUESTED,
     PAYMENT_ORDER_SUCCEEDED,
     PAYMENT_REFUND_SUCCEEDED,
     PAYOUT_PAID,
@@ -66,13 +67,26 @@ class Shop:
         async with self.engine.begin() as connection:
             await BookedItemsHandler().handle(connection, events)
 
-    async def charge(self, amount: int, currency: str = "USD", *, outcome: str = "booked") -> str:
+    async def charge(
+        self, amount: int, currency: str = "USD", *, outcome: str = "booked", ordered: int | None = None
+    ) -> str:
+        """Orders `ordered` (default: `amount`), charges `amount` and books as far as `outcome` says."""
         order_id = str(uuid.uuid4())
+        await self.book(
+            _event(
+                PAYMENT_ORDER_REQUESTED,
+                events_pb2.PaymentOrderRequested(
+                    payment_order_id=order_id, amount=Money(amount_minor=ordered or amount, currency=currency)
+                ),
+            )
+        )
         result = await self.gateway.charge(
             ChargeRequest(order_id, amount, currency, "pm_card_visa", "pay-1", "seller-1", "buyer-1")
         )
         self.references[order_id] = result.psp_reference
         money = Money(amount_minor=amount, currency=currency)
+        if outcome == "ordered":  # the executor's outcome was lost: only the order and the PSP know
+            return order_id
         if outcome == "failed":  # Settle believes the charge failed (a bug), though the PSP charged
             await self.book(
                 _event(
@@ -148,7 +162,7 @@ class Shop:
             found = list(
                 await connection.execute(
                     text(
-                        "SELECT kind, item_id, line, amount_minor, expected_minor, currency FROM mismatches "
+                        "SELECT kind, item_id, line, amount_minor, expected_minor, currency, description FROM mismatches "
                         "WHERE run_id = :run ORDER BY kind, line, item_id"
                     ),
                     {"run": result.run_id},
@@ -300,3 +314,21 @@ async def test_the_nightly_job_reconciles_a_day_once(shop: Shop) -> None:
         )
     # The day's run covers every file of the day in this module's database, the other tests' included.
     assert summary["lines_imported"] >= 1
+
+
+async def test_three_way_the_order_the_outcome_the_ledger_and_the_settlement(shop: Shop) -> None:
+    agreed = await shop.charge(1_100)
+    overcharged = await shop.charge(2_600, ordered=2_500)  # executor and ledger agree with the PSP, not the order
+    lost_outcome = await shop.charge(3_300, outcome="ordered")
+
+    summary, mismatches = await shop.reconcile(
+        await shop.settlement_file(), as_of=datetime.now(UTC) + timedelta(days=9)
+    )
+
+    # Earlier tests of this module left bookings of the same day that no file settles; only ours count here.
+    ours = {agreed, overcharged, lost_outcome}
+    found = {(row.kind, str(row.item_id)): row for row in mismatches if str(row.item_id) in ours}
+    assert sorted(found) == sorted([("AMOUNT_MISMATCH", overcharged), ("MISSING_IN_LEDGER", lost_outcome)])
+    assert "ordered 2500" in found["AMOUNT_MISMATCH", overcharged].description
+    assert "recorded no outcome" in found["MISSING_IN_LEDGER", lost_outcome].description
+    assert summary["lines_imported"] == 3 and not [row for row in mismatches if row.line and row.item_id is None]
