@@ -18,16 +18,19 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import clients
+from services.common.tls import ClientTls
 
 log = logging.getLogger(__name__)
 BOOKED_BY = "settle-reconciliation"
 
 
 class FeeBooker:
-    def __init__(self, engine: AsyncEngine, ledger_address: str, api_key: str) -> None:
+    def __init__(self, engine: AsyncEngine, ledger_address: str, api_key: str, tls: ClientTls | None = None) -> None:
         self._engine = engine
         self._ledger_address = ledger_address
         self._api_key = api_key
+        # The service's own TLS settings: the CA to trust the ledger by, its certificate as identity (mTLS).
+        self._tls = tls
 
     async def book(self, run_id: uuid.UUID) -> int:
         """Books the run's unresolved fees; returns how many. Failures stay unresolved for the next run."""
@@ -47,7 +50,7 @@ class FeeBooker:
         if not fees:
             return 0
         booked = 0
-        async with clients.channel(self._ledger_address, self._api_key) as channel:
+        async with clients.channel(self._ledger_address, self._api_key, self._tls) as channel:
             ledger = clients.ledger_stub(channel)
             for fee in fees:
                 try:

@@ -11,6 +11,10 @@ the executor recorded and what the ledger booked, so a settled line is checked a
 3. a tolerant rule: same kind, currency and amount, booked within `window_days` of the line, paired
    1:1 in time order.
 
+One line may stand for many items (1:n): a batch entry naming them (camt.053 TxDtls EndToEndIds) takes
+them all before step 1; a batch entry naming only how many (NbOfTxs) takes, after step 3, the open items
+of its day when exactly that many add up to it. Its total is then checked against theirs.
+
 A line whose PSP reference already appeared (earlier in the file, or in another batch of a file imported
 before) is a DUPLICATE and takes no part in matching; a later file of the same batch is a re-issue.
 
@@ -41,6 +45,10 @@ MISMATCH_KINDS: dict[str, tuple[str, str]] = {
 }
 MATCHABLE_KINDS = ("charge", "refund", "payout", "adjustment")
 _UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# Items matched to a line one to one, or as one of the many a batch line stands for.
+_ALL_MATCHES = (
+    "(SELECT file_id, line, item_id FROM run_matches UNION ALL SELECT file_id, line, item_id FROM run_group_matches)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,10 @@ async def reconcile(
             "CREATE TEMP TABLE run_lines ON COMMIT DROP AS "
             "SELECT l.file_id, l.line, l.kind, l.psp_reference, l.merchant_reference, l.currency, l.gross_minor, "
             "l.fee_minor, l.net_minor, l.occurred_at, "
+            # A batch entry (camt.053 Btch/TxDtls) names the items it covers, or at least how many.
+            "  coalesce(l.details->>'end_to_end_ids', '') AS group_refs, "
+            "  CASE WHEN l.details->>'batch_nb_of_txs' ~ '^[0-9]{1,6}$' "
+            "       THEN CAST(l.details->>'batch_nb_of_txs' AS int) END AS group_size, false AS grouped, "
             # A reference seen before is a duplicate: earlier in this file, or in another batch (another
             # settlement day, payout or statement). The same batch in a later file is a re-issue of it.
             "  (l.psp_reference <> '' AND EXISTS (SELECT 1 FROM settlement_lines p JOIN settlement_files pf "
@@ -80,12 +92,22 @@ async def reconcile(
             "PRIMARY KEY (file_id, line), UNIQUE (item_id)) ON COMMIT DROP"
         )
     )
+    # 1:n: one line standing for many items (a bank batch entry paying many payouts).
+    await connection.execute(
+        text(
+            "CREATE TEMP TABLE run_group_matches (file_id text, line int, item_id uuid PRIMARY KEY, rule text) "
+            "ON COMMIT DROP"
+        )
+    )
+    await _match_groups_by_reference(connection)
     # 1. PSP reference.
     await connection.execute(
         text(
             "INSERT INTO run_matches SELECT DISTINCT ON (b.item_id) l.file_id, l.line, b.item_id, 'psp_reference' "
             "FROM run_lines l JOIN booked_items b ON b.psp_reference = l.psp_reference "
-            "WHERE l.psp_reference <> '' AND NOT l.duplicate AND l.kind = ANY(CAST(:kinds AS text[])) "
+            "WHERE l.psp_reference <> '' AND NOT l.duplicate AND NOT l.grouped "
+            "AND l.kind = ANY(CAST(:kinds AS text[])) "
+            "AND NOT EXISTS (SELECT 1 FROM run_group_matches g WHERE g.item_id = b.item_id) "
             "ORDER BY b.item_id, l.file_id, l.line ON CONFLICT DO NOTHING"
         ),
         {"kinds": list(MATCHABLE_KINDS)},
@@ -96,9 +118,10 @@ async def reconcile(
             "INSERT INTO run_matches SELECT DISTINCT ON (b.item_id) l.file_id, l.line, b.item_id, "
             "'merchant_reference' FROM run_lines l "
             "JOIN booked_items b ON l.merchant_reference ~ :uuid AND b.item_id = CAST(l.merchant_reference AS uuid) "
-            "WHERE NOT l.duplicate AND l.kind = ANY(CAST(:kinds AS text[])) "
+            "WHERE NOT l.duplicate AND NOT l.grouped AND l.kind = ANY(CAST(:kinds AS text[])) "
             "AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.file_id = l.file_id AND m.line = l.line) "
             "AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.item_id = b.item_id) "
+            "AND NOT EXISTS (SELECT 1 FROM run_group_matches g WHERE g.item_id = b.item_id) "
             "ORDER BY b.item_id, l.file_id, l.line ON CONFLICT DO NOTHING"
         ),
         {"kinds": list(MATCHABLE_KINDS), "uuid": _UUID_PATTERN},
@@ -113,7 +136,8 @@ async def reconcile(
                    row_number() OVER (PARTITION BY CASE WHEN l.kind = 'adjustment' THEN 'payout' ELSE l.kind END,
                                       l.currency, l.gross_minor ORDER BY l.occurred_at, l.file_id, l.line) AS n
             FROM run_lines l
-            WHERE NOT l.duplicate AND l.kind = ANY(CAST(:kinds AS text[])) AND l.occurred_at IS NOT NULL
+            WHERE NOT l.duplicate AND NOT l.grouped AND l.kind = ANY(CAST(:kinds AS text[]))
+              AND l.occurred_at IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.file_id = l.file_id AND m.line = l.line)
         ), open_items AS (
             SELECT b.*, row_number() OVER (PARTITION BY b.kind, b.currency, b.amount_minor
@@ -122,6 +146,7 @@ async def reconcile(
             WHERE b.occurred_at BETWEEN (SELECT min(occurred_at) FROM run_lines) - make_interval(days => :window)
                                     AND (SELECT max(occurred_at) FROM run_lines) + make_interval(days => :window)
               AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.item_id = b.item_id)
+              AND NOT EXISTS (SELECT 1 FROM run_group_matches g WHERE g.item_id = b.item_id)
               AND NOT EXISTS (SELECT 1 FROM settlement_lines s WHERE s.psp_reference = b.psp_reference
                               AND b.psp_reference <> '')
         )
@@ -133,8 +158,71 @@ async def reconcile(
         """),
         {**params, "kinds": list(MATCHABLE_KINDS)},
     )
+    await _match_groups_by_count_and_sum(connection)
     await connection.execute(text("ANALYZE run_matches"))
     await _classify(connection, params, rules)
+
+
+async def _match_groups_by_reference(connection: AsyncConnection) -> None:
+    """1:n on references: every item a batch line names (EndToEndId of each TxDtls) belongs to that line."""
+    await connection.execute(
+        text(
+            "INSERT INTO run_group_matches SELECT DISTINCT ON (b.item_id) l.file_id, l.line, b.item_id, "
+            "'group_reference' FROM run_lines l "
+            "CROSS JOIN LATERAL unnest(string_to_array(l.group_refs, ',')) AS r(ref) "
+            "JOIN booked_items b ON r.ref ~ :uuid AND b.item_id = CAST(r.ref AS uuid) "
+            "WHERE NOT l.duplicate AND l.group_refs LIKE '%,%' AND l.kind = ANY(CAST(:kinds AS text[])) "
+            "ORDER BY b.item_id, l.file_id, l.line ON CONFLICT DO NOTHING"
+        ),
+        {"kinds": list(MATCHABLE_KINDS), "uuid": _UUID_PATTERN},
+    )
+    await _mark_grouped(connection)
+
+
+async def _match_groups_by_count_and_sum(connection: AsyncConnection) -> None:
+    """n:1 without references: a batch line of N transactions takes the N open items of its kind, currency
+    and (UTC) day when their amounts add up to it exactly, and no other batch line of that day competes."""
+    await connection.execute(
+        text("""
+        INSERT INTO run_group_matches
+        WITH batches AS (
+            SELECT l.file_id, l.line, l.currency, l.gross_minor, l.group_size,
+                   CAST(l.occurred_at AT TIME ZONE 'UTC' AS date) AS day,
+                   CASE WHEN l.kind = 'adjustment' THEN 'payout' ELSE l.kind END AS item_kind,
+                   count(*) OVER (PARTITION BY l.kind, l.currency, CAST(l.occurred_at AT TIME ZONE 'UTC' AS date))
+                     AS competing
+            FROM run_lines l
+            WHERE l.group_size > 1 AND NOT l.duplicate AND NOT l.grouped AND l.occurred_at IS NOT NULL
+              AND l.kind = ANY(CAST(:kinds AS text[]))
+              AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.file_id = l.file_id AND m.line = l.line)
+        ), members AS (
+            SELECT c.file_id, c.line, b.item_id, c.group_size, c.gross_minor,
+                   count(*) OVER (PARTITION BY c.file_id, c.line) AS n,
+                   sum(b.amount_minor) OVER (PARTITION BY c.file_id, c.line) AS total
+            FROM batches c JOIN booked_items b
+              ON b.kind = c.item_kind AND b.currency = c.currency
+             AND b.occurred_at >= CAST(c.day AS timestamp) AT TIME ZONE 'UTC'
+             AND b.occurred_at < CAST(c.day + 1 AS timestamp) AT TIME ZONE 'UTC'
+            WHERE c.competing = 1 AND b.status <> 'failed'
+              AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.item_id = b.item_id)
+              AND NOT EXISTS (SELECT 1 FROM run_group_matches g WHERE g.item_id = b.item_id)
+        )
+        SELECT file_id, line, item_id, 'group_count_and_sum' FROM members
+        WHERE n = group_size AND total = gross_minor
+        ON CONFLICT DO NOTHING
+        """),
+        {"kinds": list(MATCHABLE_KINDS)},
+    )
+    await _mark_grouped(connection)
+
+
+async def _mark_grouped(connection: AsyncConnection) -> None:
+    await connection.execute(
+        text(
+            "UPDATE run_lines l SET grouped = true FROM run_group_matches g "
+            "WHERE g.file_id = l.file_id AND g.line = l.line AND NOT l.grouped"
+        )
+    )
 
 
 async def _classify(connection: AsyncConnection, params: dict[str, object], rules: MatchingRules) -> None:
@@ -167,7 +255,7 @@ async def _classify(connection: AsyncConnection, params: dict[str, object], rule
             "SELECT l.file_id, l.line, NULL::uuid, l.currency, l.gross_minor, NULL::bigint, "
             "'a ' || l.kind || ' the PSP settled (' || coalesce(nullif(l.psp_reference, ''), 'no reference') "
             "|| ') matches nothing Settle booked' "
-            "FROM run_lines l WHERE NOT l.duplicate AND l.kind IN ('charge', 'refund', 'payout') "
+            "FROM run_lines l WHERE NOT l.duplicate AND NOT l.grouped AND l.kind IN ('charge', 'refund', 'payout') "
             "AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.file_id = l.file_id AND m.line = l.line)",
         ),
         mismatch(
@@ -176,14 +264,34 @@ async def _classify(connection: AsyncConnection, params: dict[str, object], rule
             "CASE WHEN b.status = 'ordered' THEN 'Settle ordered ' || b.kind || ' ' || b.item_id "
             "     || ' and the PSP settled it, but the executor recorded no outcome and the ledger never booked it' "
             "ELSE 'the executor recorded ' || b.kind || ' ' || b.item_id || ' but the ledger never booked it' END "
-            "FROM run_matches m JOIN booked_items b USING (item_id) WHERE b.status IN ('ordered', 'outcome_only')",
+            f"FROM {_ALL_MATCHES} m JOIN booked_items b USING (item_id) WHERE b.status IN ('ordered', 'outcome_only')",
+        ),
+        mismatch(
+            "MISSING_IN_LEDGER",
+            "SELECT l.file_id, l.line, NULL::uuid, l.currency, l.gross_minor, NULL::bigint, "
+            "'the batch entry names ' || string_agg(r.ref, ', ' ORDER BY r.ref) || ', which Settle never booked' "
+            "FROM run_lines l CROSS JOIN LATERAL unnest(string_to_array(l.group_refs, ',')) AS r(ref) "
+            "WHERE NOT l.duplicate AND l.group_refs LIKE '%,%' AND r.ref ~ :uuid "
+            "AND NOT EXISTS (SELECT 1 FROM booked_items b WHERE b.item_id = CAST(r.ref AS uuid)) "
+            "GROUP BY l.file_id, l.line, l.currency, l.gross_minor",
+        ),
+        mismatch(
+            "AMOUNT_MISMATCH",
+            "SELECT l.file_id, l.line, NULL::uuid, l.currency, l.gross_minor, sum(b.amount_minor), "
+            "'one entry for ' || count(*) || ' items: settled ' || l.gross_minor || ' ' || l.currency "
+            "|| ', booked ' || string_agg(b.amount_minor || ' ' || b.currency, ' + ' ORDER BY b.item_id) "
+            "FROM run_group_matches g JOIN run_lines l USING (file_id, line) JOIN booked_items b USING (item_id) "
+            "WHERE b.status <> 'failed' GROUP BY l.file_id, l.line, l.currency, l.gross_minor "
+            "HAVING sum(b.amount_minor) <> l.gross_minor OR bool_or(b.currency <> l.currency)",
         ),
         mismatch(
             "STATUS_MISMATCH",
-            "SELECT m.file_id, m.line, b.item_id, b.currency, l.gross_minor, NULL::bigint, "
+            "SELECT m.file_id, m.line, b.item_id, b.currency, coalesce(m.gross_minor, b.amount_minor), NULL::bigint, "
             "'Settle recorded ' || b.kind || ' ' || b.item_id || ' as failed; the PSP settled it' "
-            "FROM run_matches m JOIN booked_items b USING (item_id) "
-            "JOIN run_lines l ON l.file_id = m.file_id AND l.line = m.line WHERE b.status = 'failed'",
+            "FROM (SELECT m.file_id, m.line, m.item_id, l.gross_minor FROM run_matches m JOIN run_lines l "
+            "      ON l.file_id = m.file_id AND l.line = m.line "
+            "      UNION ALL SELECT file_id, line, item_id, NULL FROM run_group_matches) m "
+            "JOIN booked_items b USING (item_id) WHERE b.status = 'failed'",
         ),
         mismatch(
             "CURRENCY_MISMATCH",
@@ -226,11 +334,13 @@ async def _classify(connection: AsyncConnection, params: dict[str, object], rule
             "WHERE b.status = 'booked' AND b.occurred_at < CAST(:as_of AS timestamptz) - make_interval(days => :delay) "
             "AND CAST(b.occurred_at AS date) IN "
             "  (SELECT DISTINCT CAST(occurred_at AS date) FROM run_lines WHERE occurred_at IS NOT NULL) "
-            "AND NOT EXISTS (SELECT 1 FROM run_matches m WHERE m.item_id = b.item_id) "
+            f"AND NOT EXISTS (SELECT 1 FROM {_ALL_MATCHES} m WHERE m.item_id = b.item_id) "
             "AND NOT EXISTS (SELECT 1 FROM settlement_lines s WHERE b.psp_reference <> '' "
             "                AND s.psp_reference = b.psp_reference) "
             "AND NOT EXISTS (SELECT 1 FROM settlement_lines s WHERE s.merchant_reference = CAST(b.item_id AS text))",
         ),
     ]
     for statement in statements:
-        await connection.execute(text(statement), {**params, "delay": rules.settlement_delay_days})
+        await connection.execute(
+            text(statement), {**params, "delay": rules.settlement_delay_days, "uuid": _UUID_PATTERN}
+        )

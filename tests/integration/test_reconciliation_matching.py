@@ -127,20 +127,22 @@ class Shop:
         )
         return refund_id
 
-    async def payout(self, amount: int) -> str:
+    async def payout(self, amount: int, currency: str = "USD") -> str:
         payout_id = str(uuid.uuid4())
-        result = await self.gateway.payout(PayoutRequest(payout_id, "seller-1", amount, "USD", "ba_test_success", ""))
+        result = await self.gateway.payout(
+            PayoutRequest(payout_id, "seller-1", amount, currency, "ba_test_success", "")
+        )
         self.references[payout_id] = result.psp_reference
         await self.book(
             _event(
                 PAYOUT_PAID,
                 events_pb2.PayoutPaid(
                     payout_id=payout_id,
-                    amount=Money(amount_minor=amount, currency="USD"),
+                    amount=Money(amount_minor=amount, currency=currency),
                     psp_reference=result.psp_reference,
                 ),
             ),
-            _ledger("payout_paid", -amount, "USD", payout_id=payout_id),
+            _ledger("payout_paid", -amount, currency, payout_id=payout_id),
         )
         return payout_id
 
@@ -154,8 +156,10 @@ class Shop:
                 assert response.status == 200, await response.text()
                 return await response.read()
 
-    async def reconcile(self, content: bytes, *, as_of: datetime) -> tuple[dict[str, Any], list[Any]]:
-        imported = await import_file(self.engine, io.BytesIO(content), "sandbox", "settlement.csv")
+    async def reconcile(
+        self, content: bytes, *, as_of: datetime, file_format: str = "sandbox"
+    ) -> tuple[dict[str, Any], list[Any]]:
+        imported = await import_file(self.engine, io.BytesIO(content), file_format, f"settlement.{file_format}")
         result = await run(self.engine, f"file:{imported.file_id}", [imported.file_id], as_of, MatchingRules())
         async with self.engine.connect() as connection:
             self.last_report = await reports.build(connection, result.run_id)
@@ -332,3 +336,62 @@ async def test_three_way_the_order_the_outcome_the_ledger_and_the_settlement(sho
     assert "ordered 2500" in found["AMOUNT_MISMATCH", overcharged].description
     assert "recorded no outcome" in found["MISSING_IN_LEDGER", lost_outcome].description
     assert summary["lines_imported"] == 3 and not [row for row in mismatches if row.line and row.item_id is None]
+
+
+def _bank_statement(day: str, entries: list[tuple[int, str, list[str]]]) -> bytes:
+    """A minified camt.053.001.08 statement of GBP debits, one Ntry per (signed amount, NbOfTxs, EndToEndIds)."""
+    ntries = []
+    for number, (amount_minor, count, references) in enumerate(entries, start=1):
+        details = "".join(f"<TxDtls><Refs><EndToEndId>{ref}</EndToEndId></Refs></TxDtls>" for ref in references)
+        ntries.append(
+            f"<Ntry><NtryRef>{number}</NtryRef><Amt Ccy='GBP'>{-amount_minor / 100:.2f}</Amt>"
+            f"<CdtDbtInd>DBIT</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>{day}</Dt></BookgDt>"
+            f"<AcctSvcrRef>BANK-{day}-{number}</AcctSvcrRef>"
+            f"<NtryDtls><Btch><NbOfTxs>{count}</NbOfTxs></Btch>{details}</NtryDtls></Ntry>"
+        )
+    opening = -sum(amount for amount, _, _ in entries)  # what the debits take the account down to zero from
+    return (
+        "<?xml version='1.0' encoding='UTF-8'?>"
+        "<Document xmlns='urn:iso:std:iso:20022:tech:xsd:camt.053.001.08'><BkToCstmrStmt>"
+        f"<GrpHdr><MsgId>M-{day}</MsgId><CreDtTm>{day}T23:00:00</CreDtTm></GrpHdr>"
+        f"<Stmt><Id>S-{day}</Id><Acct><Id><IBAN>GB33BUKB20201555555555</IBAN></Id><Ccy>GBP</Ccy></Acct>"
+        f"<Bal><Tp><CdOrPrtry><Cd>OPBD</Cd></CdOrPrtry></Tp><Amt Ccy='GBP'>{opening / 100:.2f}</Amt>"
+        f"<CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>{day}</Dt></Dt></Bal>"
+        "<Bal><Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy='GBP'>0.00</Amt>"
+        f"<CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>{day}</Dt></Dt></Bal>"
+        + "".join(ntries)
+        + "</Stmt></BkToCstmrStmt></Document>"
+    ).encode()
+
+
+async def test_one_bank_entry_for_many_payouts_by_reference_or_by_count_and_sum(shop: Shop) -> None:
+    # GBP: no other test of this module pays out in it, so the day's open payouts are only these.
+    named = [await shop.payout(amount, "GBP") for amount in (500, 700)]
+    counted = [await shop.payout(amount, "GBP") for amount in (900, 1_100)]
+    short = await shop.payout(400, "GBP")
+    unknown = str(uuid.uuid4())
+    day = datetime.now(UTC).date().isoformat()
+    statement = _bank_statement(
+        day,
+        [
+            (-1_200, 2, named),  # names both payouts (TxDtls), pays both: matched
+            (-2_000, 2, []),  # names none, two transactions adding up: the day's two other open payouts
+            (-450, 2, [short, unknown]),  # one payout Settle never made, and a total that does not add up
+        ],
+    )
+
+    summary, mismatches = await shop.reconcile(
+        statement, as_of=datetime.now(UTC) + timedelta(days=9), file_format="camt053"
+    )
+
+    assert summary["balance_checks"][0]["balanced"] is True, summary
+    # Past the settlement delay: a payout no entry took would be MISSING_IN_SETTLEMENT.
+    mine = {*named, *counted, short}
+    about_mine = [row for row in mismatches if row.line is not None or str(row.item_id) in mine]
+    assert sorted((row.kind, row.line is not None) for row in about_mine) == [
+        ("AMOUNT_MISMATCH", True),
+        ("MISSING_IN_LEDGER", True),
+    ]
+    by_kind = {row.kind: row for row in about_mine}
+    assert unknown in by_kind["MISSING_IN_LEDGER"].description
+    assert (by_kind["AMOUNT_MISMATCH"].amount_minor, by_kind["AMOUNT_MISMATCH"].expected_minor) == (-450, -400)

@@ -510,3 +510,18 @@ def test_a_200000_entry_statement_streams_in_constant_memory(tmp_path: Path) -> 
     assert parser.checks == [
         BalanceCheck("statement BIG-1 EUR", "EUR", 1_000_000_000_00 + total_minor, 1_000_000_000_00 + total_minor)
     ]
+
+
+def test_minified_statement_numbers_each_entry_on_from_its_line() -> None:
+    # Banks and converters often write the whole document on one line; each stored line needs its own number.
+    pretty = (FIXTURES / "statement_v08_batch_reversal_pending.xml").read_bytes()
+    minified = b"".join(part.strip() for part in pretty.splitlines())
+
+    items, checks = parse_bytes(minified)
+    pretty_items, pretty_checks = parse_fixture("statement_v08_batch_reversal_pending.xml")
+
+    assert [item.line for item in items] == list(range(1, len(pretty_items) + 1))
+    assert [(type(i), getattr(i, "gross_minor", None)) for i in items] == [
+        (type(i), getattr(i, "gross_minor", None)) for i in pretty_items
+    ]
+    assert checks == pretty_checks

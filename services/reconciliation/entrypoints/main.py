@@ -10,6 +10,7 @@ from services.common.config import load_settings
 from services.common.logs import configure_logging
 from services.common.platform import Platform
 from services.common.runtime import BackgroundLoop, ServiceProcess
+from services.common.tls import client_tls
 from services.reconciliation.booked_items import TOPICS, BookedItemsHandler
 from services.reconciliation.config import ReconciliationSettings
 from services.reconciliation.entrypoints.grpc import SCOPES, ReconciliationServicer
@@ -29,7 +30,9 @@ async def create_service(settings: ReconciliationSettings) -> tuple[ServiceProce
     if settings.book_psp_fees:
         if not (settings.ledger_grpc_address and settings.ledger_api_key):
             raise ValueError("SETTLE_BOOK_PSP_FEES needs SETTLE_LEDGER_GRPC_ADDRESS and SETTLE_LEDGER_API_KEY")
-        fees = FeeBooker(platform.engine, settings.ledger_grpc_address, settings.ledger_api_key)
+        fees = FeeBooker(
+            platform.engine, settings.ledger_grpc_address, settings.ledger_api_key, tls=client_tls(settings)
+        )
     service = ReconciliationService(
         platform.engine, MatchingRules(settings.match_window_days, settings.settlement_delay_days), fees
     )

@@ -167,6 +167,7 @@ class _Reader:
         self._statement = _Statement(line=0)
         self._saw_statements = False
         self._output: list[SettlementLine | Quarantined] = []
+        self._last_line = 0
 
     def feed(self, data: bytes, *, final: bool) -> None:
         try:
@@ -262,6 +263,12 @@ class _Reader:
         elif node.name == "Ntry":
             self._output.append(self._read_entry(node))
 
+    def _line_of(self, node: _Node) -> int:
+        """The line the element starts on, or the next free number when an earlier one started there too:
+        minified XML puts every entry on one line, and each stored line needs a number of its own."""
+        self._last_line = max(node.line, self._last_line + 1)
+        return self._last_line
+
     def _read_balance(self, node: _Node) -> None:
         balance_type = node.value("Tp/CdOrPrtry/Cd")
         if balance_type not in (*OPENING_TYPES, CLOSING_TYPE):
@@ -269,7 +276,7 @@ class _Reader:
         try:
             currency, amount_minor, _ = _signed_amount(node)
         except _BadData as bad:
-            self._output.append(Quarantined(node.line, f"Bal {balance_type}: {bad.reason}", bad.raw))
+            self._output.append(Quarantined(self._line_of(node), f"Bal {balance_type}: {bad.reason}", bad.raw))
             return
         self._statement.balances.setdefault((balance_type, currency), amount_minor)
 
@@ -280,7 +287,7 @@ class _Reader:
             status = _status(node)
             occurred_at = _occurred_at(node)
         except _BadData as bad:
-            return Quarantined(node.line, f"Ntry: {bad.reason}", bad.raw)
+            return Quarantined(self._line_of(node), f"Ntry: {bad.reason}", bad.raw)
         statement = self._statement
         if status == BOOKED:
             statement.booked_minor[currency] = statement.booked_minor.get(currency, 0) + gross_minor
@@ -304,7 +311,7 @@ class _Reader:
             "tx_count": str(len(self._transactions)),
         }
         return SettlementLine(
-            line=node.line,
+            line=self._line_of(node),
             kind=LineKind.FEE if sub_family in FEE_SUBFAMILIES else LineKind.ADJUSTMENT,
             raw_type=f"{indicator}/RVSL" if reversal else indicator,
             psp_reference=node.value("AcctSvcrRef"),

@@ -32,7 +32,7 @@ class LineKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SettlementLine:
-    line: int  # 1-based line number in the file (for XML: the line where the entry starts)
+    line: int  # 1-based line number in the file (XML: where the entry starts; see camt053._line_of)
     kind: LineKind
     raw_type: str  # the format's own category, as written
     psp_reference: str  # the PSP's id of the object (pi_/ch_/re_/po_, Adyen Psp Reference, bank ref)
