@@ -290,3 +290,15 @@ def test_a_20000_row_report_streams_in_constant_memory(tmp_path: Path) -> None:
     assert count == rows + 1
     assert peak_bytes < 2_000_000  # the file is 3.4 MB: reading it whole could not fit
     assert parser.checks == [BalanceCheck("batch 99 EUR", "EUR", 0, 0)]
+
+
+def test_report_parameters_before_the_header_journal_type_and_milliseconds() -> None:
+    items = parse_file("settlement_detail_report_batch_44_preamble_journal_type.csv")
+
+    settled, payout = lines_of(items)
+    assert (settled.line, settled.kind, settled.raw_type, settled.net_minor, settled.fee_minor) == (
+        5, LineKind.CHARGE, "Settled", 1_950, 50,
+    )  # fmt: skip
+    assert settled.merchant_reference == "4f1c2a9e-3b7d-4c55-9a10-2b8e6f0d1c01"
+    assert settled.occurred_at == datetime(2026, 3, 2, 9, 15, 0, 663_000, tzinfo=UTC)  # CET in March: +1
+    assert (payout.kind, payout.net_minor, payout.batch) == (LineKind.PAYOUT, -1_950, "44")

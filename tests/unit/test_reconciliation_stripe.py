@@ -322,3 +322,13 @@ def test_a_20000_row_report_streams_in_constant_memory(tmp_path: Path) -> None:
     assert count == rows + 50
     assert peak_bytes < 2_000_000  # the file is 3.4 MB: reading it whole could not fit
     assert len(parser.checks) == 50 and all(check.balanced for check in parser.checks)
+
+
+def test_a_title_line_before_the_header_and_iso_timestamps_with_fractions() -> None:
+    with (FIXTURES / "balance_change_title_line.csv").open("rb") as stream:
+        items = list(StripeItemizedParser().parse(stream))
+
+    assert len(items) == 1 and isinstance(items[0], SettlementLine)
+    line = items[0]
+    assert (line.line, line.currency, line.gross_minor, line.fee_minor, line.net_minor) == (3, "USD", 2_500, 103, 2_397)
+    assert line.occurred_at == datetime(2026, 3, 2, 10, 15, 0, 250_000, tzinfo=UTC)

@@ -83,13 +83,16 @@ class _Layout:
     """Where each column this parser reads sits in one file's header."""
 
     def __init__(self, columns: Columns) -> None:
-        missing = columns.missing("Psp Reference", "Type", "Net Currency")
+        # Some report versions (and the aggregate report) call the type column "Journal Type".
+        journal_type_only = columns.index("Type") is None and columns.index("Journal Type") is not None
+        type_column = "Journal Type" if journal_type_only else "Type"
+        missing = columns.missing("Psp Reference", type_column, "Net Currency")
         if columns.index(NET_DEBIT) is None and columns.index(NET_CREDIT) is None:
             missing.append(f"{NET_DEBIT} or {NET_CREDIT}")
         if missing:
             raise FileRejected(f"missing required column(s): {', '.join(missing)}")
         self.psp_reference = columns.index("Psp Reference")
-        self.type = columns.index("Type")
+        self.type = columns.index(type_column)
         self.currency = columns.index("Net Currency")
         self.net_debit = columns.index(NET_DEBIT)
         self.net_credit = columns.index(NET_CREDIT)
@@ -127,7 +130,8 @@ class AdyenSettlementParser:
         # Σ (Net Credit - Net Debit) per (Batch Number, Net Currency): one sum per pair, never rows.
         batch_net: defaultdict[tuple[str, str], int] = defaultdict(int)
         with CsvRows(stream) as rows:
-            layout = _Layout(rows.header())
+            # Customer Area exports may open with report parameters (merchant, dates) before the header.
+            layout = _Layout(rows.header(anchors=("Net Currency",)))
             for row in rows:
                 item = row if isinstance(row, Quarantined) else self._line(row, layout)
                 if isinstance(item, SettlementLine):
@@ -181,7 +185,7 @@ class AdyenSettlementParser:
             if zone is None:
                 raise ValueError(f"unknown TimeZone {name!r} (configure timezone= with an IANA name)")
         try:
-            return parse_timestamp(created, zone)
+            return parse_timestamp(created, zone, tolerant=True)
         except ValueError as error:
             raise ValueError(f"Creation Date: {error}") from None
 

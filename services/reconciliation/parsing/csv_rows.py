@@ -27,6 +27,9 @@ MAX_LINE_CHARS = 1_048_576
 # so finding one names the exact physical line instead of the 8 KiB chunk the decoder was working on.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+# PSP exports opened and saved again by other tools gain fractional seconds or an ISO "T".
+_TOLERANT_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?$")
+MAX_PREAMBLE_ROWS = 20
 
 
 def column_key(name: str) -> str:
@@ -142,13 +145,27 @@ class CsvRows:
         # The stream belongs to the caller: detach so that discarding the wrapper does not close it.
         self._text.detach()
 
-    def header(self) -> Columns:
+    def header(self, anchors: tuple[str, ...] = ()) -> Columns:
+        """The header row: the first row, or with `anchors` the first row naming them all within the first
+        MAX_PREAMBLE_ROWS rows (exports may open with a title or report parameters). Without such a row the
+        first row is the header, so the parser's check names the columns it lacks."""
+        first: Columns | None = None
         for item in self._records():
             if isinstance(item, Quarantined):
-                raise FileRejected(f"line {item.line}: unreadable header ({item.reason})")
-            self._columns = Columns(item.fields, item.line)
-            return self._columns
-        raise FileRejected("no header")
+                if first is None:
+                    raise FileRejected(f"line {item.line}: unreadable header ({item.reason})")
+                continue
+            columns = Columns(item.fields, item.line)
+            first = first or columns
+            if not columns.missing(*anchors):
+                self._columns = columns
+                return columns
+            if item.line >= first.line + MAX_PREAMBLE_ROWS:
+                break
+        if first is None:
+            raise FileRejected("no header")
+        self._columns = first
+        return first
 
     def __iter__(self) -> Iterator[Row | Quarantined]:
         columns = self._columns
@@ -190,13 +207,14 @@ def _fits(fields: list[str], width: int) -> bool:
     return all(not extra for extra in fields[width:])
 
 
-def parse_timestamp(text: str, zone: tzinfo | None) -> datetime:
-    """A `YYYY-MM-DD HH:MM:SS` wall-clock time in `zone` (UTC when None) as an aware UTC datetime.
+def parse_timestamp(text: str, zone: tzinfo | None, *, tolerant: bool = False) -> datetime:
+    """A `YYYY-MM-DD HH:MM:SS` wall-clock time in `zone` (UTC when None) as an aware UTC datetime;
+    `tolerant` also takes fractional seconds and a "T" separator.
 
     Raises ValueError naming the expected format. An ambiguous wall-clock time (the hour repeated when
     daylight saving ends) is read as its first occurrence (fold=0).
     """
-    if _TIMESTAMP.match(text) is None:
+    if (_TOLERANT_TIMESTAMP if tolerant else _TIMESTAMP).match(text) is None:
         raise ValueError(f"{text!r} is not YYYY-MM-DD HH:MM:SS")
     try:
         wall_clock = datetime.fromisoformat(text)

@@ -115,7 +115,7 @@ class StripeItemizedParser:
         self._checks = []
         payouts = _PayoutTotals()
         with CsvRows(stream) as rows:
-            layout = _Layout(rows.header())
+            layout = _Layout(rows.header(anchors=("balance_transaction_id", "reporting_category")))
             for row in rows:
                 item = row if isinstance(row, Quarantined) else self._line(row, layout)
                 if isinstance(item, SettlementLine):
@@ -195,7 +195,7 @@ def _currency(text: str) -> str:
 
 def _timestamp(column: str, text: str, zone: tzinfo | None) -> datetime:
     try:
-        return parse_timestamp(text, zone)
+        return parse_timestamp(text, zone, tolerant=True)
     except ValueError as error:
         raise ValueError(f"{column}: {error}") from None
 
