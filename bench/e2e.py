@@ -42,7 +42,7 @@ async def drive(stack: Stack, duration_s: float, concurrency: int) -> tuple[list
     payment_ids: list[str] = []
     started = time.monotonic()
     stop_at = started + duration_s
-    async with clients.channel(stack.endpoints.grpc["payment"], stack.endpoints.api_keys.checkout) as channel:
+    async with stack.endpoints.channel("payment", "checkout") as channel:
         stub = clients.payment_stub(channel)
 
         async def worker() -> None:

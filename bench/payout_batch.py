@@ -41,10 +41,9 @@ SELLERS_PER_CHECKOUT = 50
 
 
 async def fund(stack: Stack, sellers: list[str], per_seller_minor: int) -> None:
-    keys, addresses = stack.endpoints.api_keys, stack.endpoints.grpc
     async with (
-        clients.channel(addresses["payment"], keys.checkout) as payment_channel,
-        clients.channel(addresses["wallet"], keys.admin) as wallet_channel,
+        stack.endpoints.channel("payment", "checkout") as payment_channel,
+        stack.endpoints.channel("wallet", "admin") as wallet_channel,
     ):
         payment, wallet = clients.payment_stub(payment_channel), clients.wallet_stub(wallet_channel)
         for start in range(0, len(sellers), SELLERS_PER_CHECKOUT):
@@ -89,7 +88,7 @@ def batch_file(sellers: list[str], items: int) -> bytes:
 
 
 async def run_batch(stack: Stack, content: bytes, items: int) -> dict[str, float]:
-    async with clients.channel(stack.endpoints.grpc["wallet"], stack.endpoints.api_keys.admin) as channel:
+    async with stack.endpoints.channel("wallet", "admin") as channel:
         wallet = clients.wallet_stub(channel)
         request = wallet_pb2.SubmitPayoutBatchRequest(
             batch_id=f"bench-{uuid.uuid4().hex[:8]}", format=wallet_pb2.PAYOUT_BATCH_FORMAT_CSV, content=content

@@ -5,7 +5,7 @@ Where the sandbox differs from Stripe, on purpose:
 - A payout is final when created: `paid`, or `failed` with the bank's `failure_code`, as its destination
   decides (bank_accounts.py). On Stripe it starts `pending` (then `in_transit`) and becomes `paid` or
   `failed` days later, announced by `payout.paid` / `payout.failed` webhooks; creating it answers 200 in
-  both cases, as here.
+  both cases, as here. The sandbox sends that webhook at once (announce.py).
 - `destination` is required; Stripe would fall back on the account's default external account.
 - `GET /v1/payouts/search` does not exist on Stripe, which cannot search payouts. It stands in for
   recovery by listing: a caller that lost the answer to a create finds its payout with

@@ -13,12 +13,19 @@ from psp_sandbox.journal import Journal
 from psp_sandbox.payout_store import PayoutStore
 from psp_sandbox.refund_store import RefundStore
 from psp_sandbox.store import Store
+from psp_sandbox.webhook_settings import WebhookSettings
+from psp_sandbox.webhooks import WebhookSender
 
 CLOCK_RECORD = "clock"
 
 
 class SandboxState:
-    def __init__(self, idempotency_retention_s: int = DEFAULT_RETENTION_S, data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        idempotency_retention_s: int = DEFAULT_RETENTION_S,
+        data_dir: Path | None = None,
+        webhook_settings: WebhookSettings | None = None,
+    ) -> None:
         self.journal = Journal(data_dir) if data_dir is not None else None
         self.clock = SandboxClock()
         self.store = Store(self.journal)
@@ -27,6 +34,7 @@ class SandboxState:
         self.idempotency = IdempotencyStore(self.clock, idempotency_retention_s, self.journal)
         self._started_retention_s = idempotency_retention_s
         self.faults = FaultBook()
+        self.webhooks = WebhookSender(self.clock, webhook_settings)
         self._closing = asyncio.Event()
         if self.journal is not None:
             self._replay(self.journal)
@@ -58,6 +66,7 @@ class SandboxState:
         self.idempotency.reset()
         self.idempotency.retention_s = self._started_retention_s
         self.faults.clear()
+        self.webhooks.reset()
         self.clock.offset_s = 0
         if self.journal is not None:
             self.journal.truncate()

@@ -24,6 +24,7 @@ from settle.events.v1.events_pb2 import PaymentOrderSucceeded
 from settle.payment.v1 import payment_pb2, payment_pb2_grpc
 
 from psp_sandbox.app import RunningSandbox, start_sandbox
+from services.common.api_keys import ApiKeyRecord
 from services.common.events import PAYMENT_ORDER_SUCCEEDED
 from services.common.infra import Infrastructure
 from services.common.kafka import create_producer
@@ -37,8 +38,20 @@ CHECKOUT = (("x-api-key", CHECKOUT_KEY),)
 ADMIN_KEY = "test-admin-key-0000001"
 FINANCE = (("x-api-key", FINANCE_KEY),)
 ADMIN = (("x-api-key", ADMIN_KEY),)
+# In-process services under test serve plaintext, through the explicit switch (SETTLE_TLS_MODE=off):
+# test_transport_security.py covers TLS and mTLS.
+PLAINTEXT = "off"
+
+
+def key_records(keys: dict[str, list[str]]) -> list[ApiKeyRecord]:
+    """The hashed records services receive (SETTLE_API_KEYS) for plaintext test keys."""
+    return [
+        ApiKeyRecord.of(f"test-{'-'.join(scopes)}-{i}", key, scopes) for i, (key, scopes) in enumerate(keys.items())
+    ]
+
+
 # The API keys the services under test accept: the checkout (payments), finance reads, operators (admin).
-API_KEYS = {CHECKOUT_KEY: ["payments"], FINANCE_KEY: ["finance"], ADMIN_KEY: ["admin"]}
+API_KEYS = key_records({CHECKOUT_KEY: ["payments"], FINANCE_KEY: ["finance"], ADMIN_KEY: ["admin"]})
 
 
 @asynccontextmanager
@@ -161,6 +174,7 @@ async def running_payment_service(infra: Infrastructure, **overrides: object) ->
         kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
         grpc_port=0,
         api_keys=API_KEYS,
+        tls_mode=PLAINTEXT,
         **overrides,  # type: ignore[arg-type]
     )
     async with running_service(create_service(settings)) as channel:

@@ -325,7 +325,7 @@ class ChaosDriver:
     async def _workload(self, lanes: int = 2) -> None:
         factory = CheckoutFactory(uuid.uuid4().hex[:8], sellers=20, seed=self._seed)
         endpoints = self._stack.endpoints
-        async with clients.channel(endpoints.grpc["payment"], endpoints.api_keys.checkout) as channel:
+        async with endpoints.channel("payment", "checkout") as channel:
             stub = clients.payment_stub(channel)
 
             async def lane() -> None:

@@ -91,7 +91,7 @@ async def run_demo(endpoints: Endpoints, checkouts: int, *, timeout_s: float = 3
 async def drive_checkouts(endpoints: Endpoints, checkouts: int, *, deadline_s: float) -> DemoRun:
     """Creates `checkouts` payments (16 in flight) and waits until each is done or the deadline passes."""
     factory = CheckoutFactory(uuid.uuid4().hex[:8], sellers=max(3, min(40, checkouts // 5)))
-    async with clients.channel(endpoints.grpc["payment"], endpoints.api_keys.checkout) as channel:
+    async with endpoints.channel("payment", "checkout") as channel:
         payments = clients.payment_stub(channel)
         requests = [factory.next() for _ in range(checkouts)]
         created = await bounded(16, requests, lambda r: payments.CreatePayment(r, timeout=30))
@@ -103,8 +103,8 @@ async def verify(endpoints: Endpoints, run: DemoRun) -> DemoReport:
     """Checks every invariant for the run's orders and sellers through the public APIs only."""
     report = DemoReport(payments_total=len(run.payments))
     async with (
-        clients.channel(endpoints.grpc["wallet"], endpoints.api_keys.finance) as wallet_channel,
-        clients.channel(endpoints.grpc["ledger"], endpoints.api_keys.finance) as ledger_channel,
+        endpoints.channel("wallet", "finance") as wallet_channel,
+        endpoints.channel("ledger", "finance") as ledger_channel,
     ):
         stubs = (clients.wallet_stub(wallet_channel), clients.ledger_stub(ledger_channel))
         await _check(report, run.orders, run.sellers, endpoints.psp_sandbox_url, stubs)

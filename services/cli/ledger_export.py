@@ -98,13 +98,13 @@ def _replacing(target: Path) -> Iterator[IO[str]]:
         raise
 
 
-async def export_journal(address: str, api_key: str, request: ledger_pb2.ExportJournalRequest, out: IO[str]) -> int:
-    """Streams the export into `out`; returns the number of journal entries written."""
-    async with clients.channel(address, api_key) as channel:
+async def export_journal(endpoints: Endpoints, request: ledger_pb2.ExportJournalRequest, out: IO[str]) -> int:
+    """Streams the export into `out` (with the finance key); returns the number of journal entries written."""
+    async with endpoints.channel("ledger", "finance") as channel:
         try:
             await asyncio.wait_for(channel.channel_ready(), READY_TIMEOUT_S)
         except TimeoutError:
-            raise LedgerUnreachable(address) from None
+            raise LedgerUnreachable(endpoints.grpc["ledger"]) from None
         entries = 0
         async for chunk in clients.ledger_stub(channel).ExportJournal(request):
             out.write(chunk.text)
@@ -128,7 +128,7 @@ def cmd_ledger_export(options: argparse.Namespace) -> int:
     address, out = endpoints.grpc["ledger"], options.out
     try:
         with _replacing(out) as handle:
-            entries = asyncio.run(export_journal(address, endpoints.api_keys.finance, export_request(options), handle))
+            entries = asyncio.run(export_journal(endpoints, export_request(options), handle))
     except LedgerUnreachable:
         return _not_running(f"nothing answers at the ledger's address {address}")
     except grpc.aio.AioRpcError as error:

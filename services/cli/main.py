@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from services.cli import audit, dlq, ledger_export, payouts, reconcile, refund
+from services.cli import audit, dlq, keys, ledger_export, payouts, reconcile, refund, status
 from services.cli.chaos import CHAOS_ENV, ChaosDriver, ChaosReport, sweep
 from services.cli.demo import DemoReport, run_demo
 from services.cli.endpoints import SERVICES, Endpoints, default_data_dir
@@ -37,6 +37,7 @@ def _banner(stack: Stack) -> str:
         f"  {'psp sandbox':<15} {e.psp_sandbox_url}",
         f"  {'postgresql':<15} {e.database_url}",
         f"  {'kafka':<15} {e.kafka_bootstrap_servers}",
+        f"  {'grpc security':<15} {e.tls_mode.upper()}, CA {e.tls.ca_file if e.tls else '-'}",
         "",
         "API keys (metadata `x-api-key`):",
         f"  checkout (payments)      {e.api_keys.checkout}",
@@ -54,7 +55,7 @@ def cmd_up(options: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"starting Settle ({choose_mode()} infrastructure)...", flush=True)
-    stack = start_stack(options.data_dir)
+    stack = start_stack(options.data_dir, mtls=options.mtls)
     print(_banner(stack), flush=True)
     code = 0
     try:
@@ -88,7 +89,7 @@ def _running(data_dir: Path) -> Endpoints | None:
     if endpoints is None:
         return None
     try:
-        with grpc.insecure_channel(endpoints.grpc["payment"]) as channel:
+        with endpoints.health_channel("payment") as channel:
             grpc.channel_ready_future(channel).result(timeout=2)
     except grpc.FutureTimeoutError:
         return None
@@ -215,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir.add_argument("--data-dir", type=Path, default=None, help="default: $SETTLE_DATA_DIR or ./.settle")
 
     up = commands.add_parser("up", parents=[data_dir], help="start infrastructure, PSP sandbox and all services")
+    up.add_argument("--mtls", action="store_true", help="services also require client certificates (mTLS)")
     up.set_defaults(handler=cmd_up)
     demo = commands.add_parser("demo", parents=[data_dir], help="drive checkouts and check the invariants")
     demo.add_argument("--checkouts", type=int, default=50)
@@ -230,10 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=cmd_demo)
     audit.add_parser(commands, [data_dir])
     dlq.add_parser(commands, [data_dir])
+    status.add_parser(commands, [data_dir])
     refund.add_parser(commands, [data_dir])
     payouts.add_parser(commands, [data_dir])
     reconcile.add_parser(commands, [data_dir])
     ledger_export.add_parser(commands, [data_dir])
+    keys.add_parser(commands, [data_dir])
     migrate = commands.add_parser("migrate", help="apply migrations to SETTLE_DATABASE_URL")
     migrate.add_argument("services", nargs="*", help=f"any of {', '.join(SERVICES)} (default: all)")
     migrate.set_defaults(handler=cmd_migrate)

@@ -15,7 +15,6 @@ from sqlalchemy import text
 
 from services.cli.endpoints import Endpoints
 from services.cli.reconcile import reconcile, summary_of
-from services.common import clients
 from services.common.db import create_engine, service_database_url
 from services.common.migrations import database_name
 
@@ -52,7 +51,7 @@ async def reconcile_today(endpoints: Endpoints, *, timeout_s: float = 60.0) -> d
             async with session.get(f"{endpoints.psp_sandbox_url}/_sandbox/settlements/{day.isoformat()}") as response:
                 response.raise_for_status()
                 path.write_bytes(await response.read())
-            async with clients.channel(endpoints.grpc["reconciliation"], endpoints.api_keys.finance) as channel:
+            async with endpoints.channel("reconciliation", "finance") as channel:
                 stub = reconciliation_pb2_grpc.ReconciliationServiceStub(channel)
                 imported, run, _ = await reconcile(stub, path, "sandbox", "")
     return summary_of(imported, run)

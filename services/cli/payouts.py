@@ -166,7 +166,7 @@ _COMMANDS: dict[str, Callable[[Any, argparse.Namespace], Awaitable[int]]] = {
 
 
 async def _run(endpoints: Endpoints, options: argparse.Namespace) -> int:
-    async with clients.channel(endpoints.grpc["wallet"], endpoints.api_keys.admin) as channel:
+    async with endpoints.channel("wallet", "admin") as channel:
         return await _COMMANDS[options.payouts_command](clients.wallet_stub(channel), options)
 
 

@@ -21,7 +21,6 @@ import grpc
 from settle.reconciliation.v1 import reconciliation_pb2, reconciliation_pb2_grpc
 
 from services.cli.endpoints import Endpoints, default_data_dir
-from services.common import clients
 
 FORMATS = ("sandbox", "stripe", "adyen", "camt053")
 _CHUNK = 1 << 20
@@ -108,7 +107,7 @@ def _write_reports(out: Path, report: reconciliation_pb2.GetReportResponse) -> N
 
 
 async def _run(endpoints: Endpoints, options: argparse.Namespace) -> int:
-    async with clients.channel(endpoints.grpc["reconciliation"], endpoints.api_keys.finance) as channel:
+    async with endpoints.channel("reconciliation", "finance") as channel:
         stub = reconciliation_pb2_grpc.ReconciliationServiceStub(channel)
         imported, run, report = await reconcile(stub, options.file, options.format, options.date)
     if options.out:

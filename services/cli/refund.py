@@ -36,7 +36,7 @@ def add_parser(
 async def _refund(
     endpoints: Endpoints, options: argparse.Namespace, key: str
 ) -> payment_pb2.RefundPaymentOrderResponse:
-    async with clients.channel(endpoints.grpc["payment"], endpoints.api_keys.checkout) as channel:
+    async with endpoints.channel("payment", "checkout") as channel:
         stub = clients.payment_stub(channel)
         request = payment_pb2.RefundPaymentOrderRequest(
             payment_order_id=options.payment_order_id, idempotency_key=key, reason=options.reason

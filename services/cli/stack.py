@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,7 +15,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.cli.api_key_store import RECORDS_FILE
+from services.cli.certificates import LocalTls, ensure_local_tls
 from services.cli.endpoints import DEFAULT_PORTS, DEFAULT_SANDBOX_PORT, SERVICES, ApiKeys, Endpoints
+from services.common import clients
 from services.common.infra import Infrastructure, choose_mode, start_infrastructure
 from services.common.migrations import upgrade
 
@@ -100,15 +103,28 @@ def start_stack(
     infra: Infrastructure | None = None,
     fixed_ports: bool = True,
     extra_env: dict[str, str] | None = None,
+    mtls: bool = False,
 ) -> Stack:
-    """Starts everything and waits until every service reports SERVING. Stops what it started on failure."""
+    """Starts everything and waits until every service reports SERVING. Stops what it started on failure.
+
+    The services serve TLS only (with `mtls`, they also require a client certificate signed by the
+    stack's CA); the CA and certificates are made on first start in `<data_dir>/tls/` and reused.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "logs").mkdir(exist_ok=True)
     owns_infra = infra is None
     infrastructure = infra or start_infrastructure(choose_mode(), data_dir)
     keys = ApiKeys.load_or_create(data_dir)
+    keys.save(data_dir)  # (re)writes the hashed records the services read, also for older key files
+    local_tls = ensure_local_tls(data_dir / "tls", SERVICES)
+    tls_mode = "mtls" if mtls else "tls"
     sandbox_port = free_port(DEFAULT_SANDBOX_PORT if fixed_ports else 0)
+    # The sandbox signs webhook events for the executor's endpoint; a new secret per start, since only the
+    # two processes started here share it. It goes through the environment, not argv (visible in `ps`).
+    webhook_port = free_port(0)
+    webhook_secret = f"whsec_{secrets.token_hex(24)}"
     ports = {name: free_port(DEFAULT_PORTS[name] if fixed_ports else 0) for name in SERVICES}
+    metrics_ports = {name: free_port(0) for name in SERVICES}  # Prometheus /metrics of each service
     endpoints = Endpoints(
         grpc={name: f"127.0.0.1:{port}" for name, port in ports.items()},
         psp_sandbox_url=f"http://127.0.0.1:{sandbox_port}",
@@ -117,30 +133,43 @@ def start_stack(
         kafka_bootstrap_servers=infrastructure.kafka_bootstrap_servers,
         infra_mode=infrastructure.mode,
         pg_host=infrastructure.pg_host,
+        tls=clients.ClientTls(local_tls.ca_cert, local_tls.client_cert, local_tls.client_key),
+        tls_mode=tls_mode,
+        metrics={name: f"http://127.0.0.1:{port}/metrics" for name, port in metrics_ports.items()},
     )
     stack = Stack(data_dir, infrastructure, endpoints, owns_infra=owns_infra)
     try:
         for service in SERVICES:
             upgrade(service, infrastructure.database_url)
         base_env = {
-            **os.environ,
+            **_inherited_env(),
             "SETTLE_DATABASE_URL": infrastructure.database_url,
             "SETTLE_KAFKA_BOOTSTRAP_SERVERS": infrastructure.kafka_bootstrap_servers,
-            "SETTLE_API_KEYS": json.dumps(keys.as_setting()),
+            # Services get only the hashed records; the plaintext keys stay in api_keys.json for the CLI.
+            "SETTLE_API_KEYS_FILE": str(data_dir / RECORDS_FILE),
+            **_tls_env(local_tls, tls_mode),
             "SETTLE_PSP_API_BASE": endpoints.psp_sandbox_url,
             **(extra_env or {}),
         }
         sandbox_dir = data_dir / "psp_sandbox"
         stack.processes["psp_sandbox"] = _spawn(
             stack, "psp_sandbox",
-            ["psp_sandbox", "--port", str(sandbox_port), "--data-dir", str(sandbox_dir)], base_env,
+            ["psp_sandbox", "--port", str(sandbox_port), "--data-dir", str(sandbox_dir),
+             "--webhook-url", f"http://127.0.0.1:{webhook_port}/webhooks/psp"],
+            {**base_env, "PSP_SANDBOX_WEBHOOK_SECRET": webhook_secret},
         )  # fmt: skip
         _wait_for_port(stack, "psp_sandbox", sandbox_port)
         for service in SERVICES:
-            env = {**base_env, "SETTLE_GRPC_PORT": str(ports[service])}
+            env = {
+                **base_env,
+                "SETTLE_GRPC_PORT": str(ports[service]),
+                "SETTLE_METRICS_PORT": str(metrics_ports[service]),
+            }
             if service == "executor":
                 # A stable id lets a restarted executor free its crashed predecessor's claims at once.
                 env = {"SETTLE_WORKER_ID": "executor-0", **env}
+                # Events the sandbox sends before this listens are retried by the sandbox until it does.
+                env = {**env, "SETTLE_WEBHOOK_PORT": str(webhook_port), "SETTLE_WEBHOOK_SECRET": webhook_secret}
             if service == "reconciliation":
                 # Booking reported fees (SETTLE_BOOK_PSP_FEES) calls the ledger's admin API.
                 env = {
@@ -158,6 +187,41 @@ def start_stack(
         stack.stop()
         raise
     return stack
+
+
+# What `settle up` sets for every service; inherited values of these (in either form, X or X_FILE) are
+# dropped so that a stray SETTLE_API_KEYS in the shell neither overrides nor conflicts with the stack's.
+_OWN_SETTINGS = frozenset(
+    {
+        "SETTLE_DATABASE_URL",
+        "SETTLE_KAFKA_BOOTSTRAP_SERVERS",
+        "SETTLE_API_KEYS",
+        "SETTLE_TLS_MODE",
+        "SETTLE_TLS_CERT_FILE",
+        "SETTLE_TLS_KEY_FILE",
+        "SETTLE_TLS_CA_FILE",
+        "SETTLE_LEDGER_API_KEY",
+    }
+)
+
+
+def _inherited_env() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.upper() not in _OWN_SETTINGS and name.upper().removesuffix("_FILE") not in _OWN_SETTINGS
+    }
+
+
+def _tls_env(files: LocalTls, mode: str) -> dict[str, str]:
+    """The services' TLS settings: the one certificate all of them serve (and, under mTLS, present as
+    clients of each other) and the CA that checks client certificates."""
+    return {
+        "SETTLE_TLS_MODE": mode,
+        "SETTLE_TLS_CERT_FILE": str(files.server_cert),
+        "SETTLE_TLS_KEY_FILE": str(files.server_key),
+        "SETTLE_TLS_CA_FILE": str(files.ca_cert),
+    }
 
 
 def _spawn(stack: Stack, name: str, module_and_args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -192,7 +256,7 @@ def _wait_for_port(stack: Stack, name: str, port: int) -> None:
 
 def _wait_until_serving(stack: Stack, name: str, address: str) -> None:
     deadline = time.monotonic() + _START_TIMEOUT_S
-    with grpc.insecure_channel(address) as channel:
+    with clients.sync_channel(address, stack.endpoints.tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             _check_alive(stack, name)

@@ -1,4 +1,5 @@
-"""gRPC clients of a running Settle, authenticated with an API key (`x-api-key` metadata)."""
+"""gRPC clients of a running Settle, authenticated with an API key (`x-api-key` metadata), over TLS
+(or mTLS) when given a `ClientTls`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from settle.executor.v1 import executor_pb2_grpc
 from settle.ledger.v1 import ledger_pb2_grpc
 from settle.payment.v1 import payment_pb2_grpc
 from settle.wallet.v1 import wallet_pb2_grpc
+
+from services.common.client_telemetry import client_interceptors
+from services.common.tls import ClientTls, channel_credentials
+
+__all__ = ["ClientTls", "channel", "executor_stub", "ledger_stub", "payment_stub", "sync_channel", "wallet_stub"]
 
 
 class _ApiKey:
@@ -42,9 +48,20 @@ class _StreamUnaryApiKey(_ApiKey, grpc.aio.StreamUnaryClientInterceptor):  # typ
         return await continuation(self._with_key(details), request_iterator)
 
 
-def channel(address: str, api_key: str) -> grpc.aio.Channel:
+def channel(address: str, api_key: str, tls: ClientTls | None = None) -> grpc.aio.Channel:
+    """A channel that sends `api_key` with every call; plaintext when `tls` is None (tests, local tools)."""
     interceptors = [_UnaryUnaryApiKey(api_key), _UnaryStreamApiKey(api_key), _StreamUnaryApiKey(api_key)]
-    return grpc.aio.insecure_channel(address, interceptors=interceptors)
+    interceptors += client_interceptors()  # the trace in progress goes with every call
+    if tls is None:
+        return grpc.aio.insecure_channel(address, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, channel_credentials(tls), interceptors=interceptors)
+
+
+def sync_channel(address: str, tls: ClientTls | None = None) -> grpc.Channel:
+    """A blocking channel without an API key: for health checks, which are public."""
+    if tls is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, channel_credentials(tls))
 
 
 def payment_stub(ch: grpc.aio.Channel) -> payment_pb2_grpc.PaymentServiceStub:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, TypeVar
+from pathlib import Path
+from typing import Annotated, Literal, Self, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from services.common import crash_points
+from services.common.api_keys import KNOWN_SCOPES, ApiKeyRecord, check_unique
+from services.common.secret_files import SecretFilesSource
 
-Scope = str
-# Scopes: `payments` (checkouts create and read payments), `finance` (read-only ledger, wallet and
-# reconciliation), `admin` (operators: executor admin API and everything finance may read).
-KNOWN_SCOPES = frozenset({"payments", "finance", "admin"})
+__all__ = ["KNOWN_SCOPES", "ServiceSettings", "load_settings"]
+
+TlsMode = Literal["off", "tls", "mtls"]
 
 
 class ServiceSettings(BaseSettings):
@@ -27,9 +29,23 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: Annotated[str, Field(min_length=1)]
     grpc_host: str = "127.0.0.1"
     grpc_port: Annotated[int, Field(ge=0, le=65535)] = 0
-    # JSON object mapping each API key to its scopes, e.g. {"key-1": ["payments"]}.
-    api_keys: dict[str, list[Scope]] = Field(default_factory=dict)
+    # The keys callers may present, hashed: a JSON list of {"id", "sha256", "scopes"} records (see
+    # services/common/api_keys.py), from SETTLE_API_KEYS or the file SETTLE_API_KEYS_FILE names.
+    # Several records with the same scopes are a rotation in progress.
+    api_keys: list[ApiKeyRecord] = Field(default_factory=list)
+    # `tls` (the default) serves gRPC over TLS only; `mtls` also requires a client certificate signed
+    # by SETTLE_TLS_CA_FILE; `off` serves plaintext, for tests and local development only. The default
+    # is not `off` so that a deployment that forgets its certificates fails at start, never runs open.
+    tls_mode: TlsMode = "tls"
+    tls_cert_file: Path | None = None  # PEM certificate chain of this service (also its client identity)
+    tls_key_file: Path | None = None  # PEM private key of that certificate
+    tls_ca_file: Path | None = None  # PEM CA: checks client certificates (mtls) and the servers it calls
     log_level: str = "INFO"
+    # Prometheus `/metrics` over HTTP on this port (deployments use 9464); 0 serves none (in-process tests).
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    metrics_host: str = ""  # empty: the same interface as gRPC (SETTLE_GRPC_HOST)
+    # OpenTelemetry tracing, exported over OTLP as the standard OTEL_* variables configure it.
+    otel_enabled: bool = False
     consumer_batch_size: Annotated[int, Field(ge=1, le=5000)] = 500
     outbox_batch_size: Annotated[int, Field(ge=1, le=5000)] = 1000
     outbox_poll_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 100
@@ -42,16 +58,57 @@ class ServiceSettings(BaseSettings):
     # Fault injection only (see services/common/crash_points.py): e.g. "relay.after_publish@3".
     crash_points: str = ""
 
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _not_plaintext_keys(cls, value: object) -> object:
+        if isinstance(value, dict):
+            raise ValueError(
+                "holds plaintext keys (the old {key: scopes} format); give a list of "
+                '{"id", "sha256", "scopes"} records instead (`settle keys new` prints one)'
+            )
+        return value
+
     @field_validator("api_keys")
     @classmethod
-    def _scopes_are_known(cls, value: dict[str, list[Scope]]) -> dict[str, list[Scope]]:
-        for key, scopes in value.items():
-            if len(key) < 16:
-                raise ValueError("every API key must be at least 16 characters")
-            unknown = set(scopes) - KNOWN_SCOPES
-            if unknown:
-                raise ValueError(f"unknown scopes {sorted(unknown)}; known: {sorted(KNOWN_SCOPES)}")
+    def _keys_are_unique(cls, value: list[ApiKeyRecord]) -> list[ApiKeyRecord]:
+        check_unique(value)
         return value
+
+    @model_validator(mode="after")
+    def _tls_files_are_given(self) -> Self:
+        if self.tls_mode == "off":
+            return self
+        needed = {"SETTLE_TLS_CERT_FILE": self.tls_cert_file, "SETTLE_TLS_KEY_FILE": self.tls_key_file}
+        if self.tls_mode == "mtls":
+            needed["SETTLE_TLS_CA_FILE"] = self.tls_ca_file
+        missing = [name for name, path in needed.items() if path is None]
+        if missing:
+            raise ValueError(
+                f"SETTLE_TLS_MODE={self.tls_mode} needs {', '.join(missing)}; "
+                "SETTLE_TLS_MODE=off serves plaintext (tests and local development only)"
+            )
+        given = {**needed, "SETTLE_TLS_CA_FILE": self.tls_ca_file}
+        for name, path in given.items():
+            if path is not None and not _is_pem(path):
+                raise ValueError(f"{name}: {path} is not a readable PEM file")
+        return self
+
+    @property
+    def tls_client_auth(self) -> bool:
+        """Whether the server requires and verifies client certificates (mTLS)."""
+        return self.tls_mode == "mtls"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Every setting may also come from a file (SETTLE_<NAME>_FILE); see secret_files.py.
+        return init_settings, env_settings, SecretFilesSource(settings_cls), dotenv_settings, file_secret_settings
 
     @field_validator("crash_points")
     @classmethod
@@ -76,6 +133,24 @@ def load_settings(settings_class: type[SettingsT]) -> SettingsT:
         return settings_class()
     except ValidationError as error:
         prefix = str(settings_class.model_config.get("env_prefix", ""))
-        lines = [f"  {prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()]
-        print("settle: invalid configuration:\n" + "\n".join(lines), file=sys.stderr)
-        raise SystemExit(2) from None
+        lines = [f"  {_variable(prefix, e['loc'])}{e['msg'].removeprefix('Value error, ')}" for e in error.errors()]
+    except SettingsError as error:
+        lines = [f"  {error}"]
+    print("settle: invalid configuration:\n" + "\n".join(lines), file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def _variable(prefix: str, loc: tuple[int | str, ...]) -> str:
+    # Errors about several settings at once (a model validator's) have no location; they name them.
+    if not loc:
+        return ""
+    detail = ".".join(str(part) for part in loc[1:])  # e.g. which API key record, which of its fields
+    return f"{prefix}{str(loc[0]).upper()}{f' [{detail}]' if detail else ''}: "
+
+
+def _is_pem(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return b"-----BEGIN " in file.read(64 * 1024)
+    except OSError:
+        return False

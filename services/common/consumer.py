@@ -8,14 +8,19 @@ redelivery, and redelivery is a no-op.
 If the batch as a whole fails, it is retried one event per transaction so that a single bad event
 is isolated and dead-lettered instead of blocking its partition. Database or broker outages are not
 the event's fault: those are retried with backoff and never dead-lettered.
+
+Metrics: records consumed and dead-lettered are counted once their transaction commits (a batch that
+is rolled back and isolated would otherwise count its dead letters twice); the lag of each assigned
+partition is refreshed between batches (consumer_lag.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -26,8 +31,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common import outbox
+from services.common import consumer_lag, outbox
 from services.common.crash_points import CONSUMER_AFTER_DB_COMMIT, CONSUMER_BEFORE_DB_COMMIT, crash_point
+from services.common.event_tracing import consuming
 from services.common.events import (
     HEADER_DLQ_CONSUMER,
     HEADER_DLQ_ERROR,
@@ -40,7 +46,7 @@ from services.common.events import (
     InboundEvent,
     dlq_topic,
 )
-from services.common.tracing import continue_trace
+from services.common.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +125,8 @@ class Consumer:
         batch_size: int = 500,
         poll_timeout_ms: int = 200,
         on_commit: Callable[[], None] | None = None,
+        metrics: ServiceMetrics | None = None,
+        lag_report_interval_s: float = consumer_lag.DEFAULT_INTERVAL_S,
     ) -> None:
         self._engine = engine
         self._kafka = kafka
@@ -128,6 +136,9 @@ class Consumer:
         self._poll_timeout_ms = poll_timeout_ms
         self._on_commit = on_commit or (lambda: None)
         self._stopping = asyncio.Event()
+        self._metrics = metrics or ServiceMetrics("")
+        self._uncommitted_dead_letters: list[str] = []  # source topics, counted when the transaction commits
+        self._lag = consumer_lag.PartitionLag(kafka, self._metrics, group_id, lag_report_interval_s)
         self.processed_total = 0
         self.dead_lettered_total = 0
 
@@ -145,6 +156,8 @@ class Consumer:
     async def _run(self) -> None:
         backoff_s = 0.1
         while not self._stopping.is_set():
+            # Here, between batches, positions are those of the records processed and committed.
+            await self._lag.report()
             try:
                 batch = await self._kafka.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._batch_size)
             except KafkaError as error:
@@ -170,7 +183,7 @@ class Consumer:
     async def process(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         records = [record for partition_records in batch.values() for record in partition_records]
         try:
-            async with self._engine.begin() as connection:
+            async with self._transaction() as connection:
                 await self._apply(connection, records)
                 crash_point(CONSUMER_BEFORE_DB_COMMIT)
         except Exception as error:
@@ -183,6 +196,21 @@ class Consumer:
         self._on_commit()
         await self._commit_offsets(batch)
         self.processed_total += len(records)
+        for partition, partition_records in batch.items():
+            self._metrics.events_consumed.labels(self._metrics.service, self._group_id, partition.topic).inc(
+                len(partition_records)
+            )
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A database transaction; the dead letters written in it are counted once it commits."""
+        self._uncommitted_dead_letters.clear()
+        async with self._engine.begin() as connection:
+            yield connection
+        for topic in self._uncommitted_dead_letters:
+            self.dead_lettered_total += 1
+            self._metrics.dead_lettered.labels(self._metrics.service, self._group_id, topic).inc()
+        self._uncommitted_dead_letters.clear()
 
     async def _apply(self, connection: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         events: list[InboundEvent] = []
@@ -193,19 +221,18 @@ class Consumer:
                 await self._dead_letter(connection, record, poison.reason)
         fresh = await self._claim_unprocessed(connection, events)
         if fresh:
-            if len(fresh) == 1:
-                continue_trace(fresh[0].traceparent)
-            await self._handler.handle(connection, fresh)
+            with consuming(fresh, self._group_id):
+                await self._handler.handle(connection, fresh)
 
     async def _apply_alone(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
-            async with self._engine.begin() as connection:
+            async with self._transaction() as connection:
                 await self._apply(connection, [record])
         except Exception as error:
             if _is_infrastructure_error(error):
                 raise
             reason = error.reason if isinstance(error, EventRejected) else f"{type(error).__name__}: {error}"
-            async with self._engine.begin() as connection:
+            async with self._transaction() as connection:
                 await self._dead_letter(connection, record, reason)
                 try:
                     event = decode(record)
@@ -254,7 +281,7 @@ class Consumer:
             event_type=headers.get(HEADER_EVENT_TYPE, "unknown"),
             headers=headers,
         )
-        self.dead_lettered_total += 1
+        self._uncommitted_dead_letters.append(record.topic)
         log.error(
             "consumer %s: dead-lettered %s/%d/%d: %s",
             self._group_id,

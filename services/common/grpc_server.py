@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -11,31 +10,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.api_keys import ApiKeyAuthority, ApiKeyRecord
 from services.common.errors import PermissionDenied, SettleError, Unauthenticated
 from services.common.grpc_errors import internal_status, to_grpc_status
-from services.common.tracing import continue_trace
+from services.common.metrics import ServiceMetrics
+from services.common.rpc_telemetry import TelemetryInterceptor
 
 log = logging.getLogger(__name__)
 
 # Methods anyone may call: health checks (load balancers, probes) and reflection (tooling).
 _PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-
-
-class ApiKeyAuthority:
-    """Knows the API keys and their scopes; compares keys in constant time."""
-
-    def __init__(self, keys: Mapping[str, list[str]]) -> None:
-        self._keys = [(key.encode(), frozenset(scopes)) for key, scopes in keys.items()]
-
-    def scopes_of(self, presented: str) -> frozenset[str]:
-        found: frozenset[str] | None = None
-        for key, scopes in self._keys:
-            # Every key is compared so the time taken does not reveal which one matched.
-            if hmac.compare_digest(key, presented.encode()):
-                found = scopes
-        if found is None:
-            raise Unauthenticated("the API key is not valid", reason="API_KEY_INVALID")
-        return found
 
 
 def _presented_key(metadata: Mapping[str, str | bytes]) -> str:
@@ -68,12 +52,24 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _authorise(self, method_name: str, metadata: Mapping[str, str | bytes]) -> None:
         presented = _presented_key(metadata)
         if not presented:
+            log.warning("refused %s: no API key", method_name)
             raise Unauthenticated("an API key is required (metadata `x-api-key`)", reason="API_KEY_MISSING")
-        granted = self._authority.scopes_of(presented)
-        allowed = self._scopes.get(method_name, frozenset())
-        if not granted & allowed:
+        try:
+            caller = self._authority.authenticate(presented)
+        except Unauthenticated:
+            log.warning("refused %s: unknown API key", method_name)  # never the key itself
+            raise
+        allowed = self._scopes.get(method_name, frozenset())  # a method missing here is closed to all
+        if not caller.scopes & allowed:
+            # The key id (never the key) says who tried: a misconfigured client, or a leaked key probing.
+            log.warning(
+                "refused %s to API key %s: scope missing",
+                method_name,
+                caller.key_id,
+                extra={"api_key_id": caller.key_id},
+            )
             raise PermissionDenied(
-                f"{method_name} needs one of the scopes {sorted(allowed)}; this key has {sorted(granted)}"
+                f"{method_name} needs one of the scopes {sorted(allowed)}; this key has {sorted(caller.scopes)}"
             )
 
 
@@ -93,8 +89,7 @@ def _wrap(
     metadata: Mapping[str, str | bytes],
 ) -> grpc.RpcMethodHandler:
     def prepare() -> None:
-        traceparent = metadata.get("traceparent", "")
-        continue_trace(traceparent.decode() if isinstance(traceparent, bytes) else traceparent)
+        # The trace was continued from the metadata by the TelemetryInterceptor, outside this one.
         authorise()
 
     if handler.unary_unary:
@@ -146,15 +141,20 @@ def create_server(
     *,
     service: str,
     registrations: Sequence[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]],
-    api_keys: Mapping[str, list[str]],
+    api_keys: Sequence[ApiKeyRecord],
     scopes: Mapping[str, frozenset[str]],
+    metrics: ServiceMetrics | None = None,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """Builds a server with the given servicers (add function, servicer, full service name).
 
     The caller binds a port and starts it; tests bind port 0 on a real server.
     """
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(service=service, authority=ApiKeyAuthority(api_keys), scopes=scopes)],
+        # Telemetry first, so it is the outermost: it times the whole call and sees its final code.
+        interceptors=[
+            TelemetryInterceptor(metrics or ServiceMetrics(service)),
+            ServiceInterceptor(service=service, authority=ApiKeyAuthority(api_keys), scopes=scopes),
+        ],
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         maximum_concurrent_rpcs=2048,
     )

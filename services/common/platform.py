@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,12 +12,15 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common import crash_points
+from services.common import crash_points, otel, tls
 from services.common.config import ServiceSettings
 from services.common.consumer import Consumer, EventHandler
 from services.common.db import create_engine, service_database_url
+from services.common.gauges import DEFAULT_INTERVAL_S, GaugeQuery, GaugeSampler
 from services.common.grpc_server import create_server
+from services.common.health import DependencyMonitor, broker_probe, database_probe
 from services.common.kafka import create_consumer, create_producer
+from services.common.metrics import MetricsServer, ServiceMetrics
 from services.common.migrations import database_name
 from services.common.relay import OutboxRelay
 from services.common.runtime import BackgroundLoop, ServiceProcess
@@ -33,11 +37,15 @@ class Platform:
     engine: AsyncEngine
     producer: AIOKafkaProducer
     relay: OutboxRelay
+    metrics: ServiceMetrics
+    gauges: GaugeSampler
     loops: list[BackgroundLoop] = field(default_factory=list)
 
     @classmethod
     def create(cls, service: str, settings: ServiceSettings) -> Platform:
         crash_points.arm(settings.crash_points)
+        otel.configure(service, enabled=settings.otel_enabled)
+        metrics = ServiceMetrics(service)
         engine = create_engine(
             service_database_url(settings.database_url, database_name(service)),
             pool_size=settings.db_pool_size,
@@ -51,10 +59,21 @@ class Platform:
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_ms / 1000,
             retention=timedelta(hours=settings.outbox_retention_hours),
+            metrics=metrics,
         )
-        platform = cls(service, settings, engine, producer, relay)
+        platform = cls(service, settings, engine, producer, relay, metrics, GaugeSampler(engine, metrics))
+        # Observability loops first: shutdown stops loops in reverse order, so they outlive the others.
+        if settings.metrics_port:
+            server = MetricsServer(metrics, settings.metrics_host or settings.grpc_host, settings.metrics_port)
+            platform.loops.append(BackgroundLoop("metrics-http", server.run, server.stop))
+        platform.loops.append(BackgroundLoop("gauges", platform.gauges.run, platform.gauges.stop))
+        platform.add_gauge_query("outbox", relay.sample_backlog)
         platform.loops.append(BackgroundLoop("outbox-relay", relay.run, relay.stop))
         return platform
+
+    def add_gauge_query(self, name: str, sample: GaugeQuery, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+        """Has the gauges loop run `sample` (reads the database, sets gauges) every `interval_s`."""
+        self.gauges.add(name, sample, interval_s)
 
     def add_consumer(
         self,
@@ -85,6 +104,7 @@ class Platform:
             group_id=group_id,
             batch_size=self.settings.consumer_batch_size,
             on_commit=committed,
+            metrics=self.metrics,
         )
         self.loops.append(BackgroundLoop(f"consumer-{name}", consumer.run, consumer.stop))
         return consumer
@@ -99,9 +119,14 @@ class Platform:
     ) -> tuple[ServiceProcess, int]:
         """Creates the gRPC server bound to the configured address; returns the process and bound port."""
         server, health_servicer = create_server(
-            service=self.service, registrations=registrations, api_keys=self.settings.api_keys, scopes=scopes
+            service=self.service,
+            registrations=registrations,
+            api_keys=self.settings.api_keys,
+            scopes=scopes,
+            metrics=self.metrics,
         )
-        port = server.add_insecure_port(f"{self.settings.grpc_host}:{self.settings.grpc_port}")
+        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        port = tls.bind(server, address, tls.server_tls(self.settings))  # plaintext only if SETTLE_TLS_MODE=off
         process = ServiceProcess(
             server=server,
             health_servicer=health_servicer,
@@ -109,6 +134,7 @@ class Platform:
             loops=self.loops,
             grace_s=self.settings.shutdown_grace_s,
             cleanup=[self.close],
+            dependencies=DependencyMonitor([database_probe(self.engine), broker_probe(self.producer)], self.metrics),
         )
         return process, port
 
@@ -118,3 +144,4 @@ class Platform:
     async def close(self) -> None:
         await self.producer.stop()
         await self.engine.dispose()
+        await asyncio.to_thread(otel.flush)  # exports buffered spans; blocking, so off the event loop

@@ -5,6 +5,9 @@ batch concurrently; a crash between publish and marking re-publishes, which cons
 id. Published rows are kept for a retention window so that a *new* broker (embedded mode restarts, a
 disaster recovery cluster) can be refilled: the relay detects one by the absence of its marker in
 the control topic and re-publishes the window.
+
+With tracing on (otel.py), each message is published under a producer span, child of the trace stored
+with the row, and its traceparent header names that span so that consumers continue from it.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from opentelemetry.trace import Span, SpanKind
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import otel
 from services.common.crash_points import RELAY_AFTER_PUBLISH, RELAY_BEFORE_PUBLISH, crash_point
+from services.common.events import HEADER_TRACEPARENT
+from services.common.metrics import ServiceMetrics
 
 CONTROL_TOPIC = "settle.control.relay-markers"
 
@@ -36,6 +43,7 @@ class OutboxRelay:
         batch_size: int = 1000,
         poll_interval_s: float = 0.1,
         retention: timedelta = timedelta(days=7),
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._engine = engine
         self._producer = producer
@@ -46,6 +54,7 @@ class OutboxRelay:
         self._retention = retention
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._metrics = metrics or ServiceMetrics(service)
         self.published_total = 0
 
     def wake(self) -> None:
@@ -90,22 +99,64 @@ class OutboxRelay:
                 return 0
             crash_point(RELAY_BEFORE_PUBLISH)
             deliveries = []
-            for row in rows:
-                headers = [(name, value.encode()) for name, value in row.headers.items()]
-                deliveries.append(
-                    await self._producer.send(
-                        row.topic, value=bytes(row.payload), key=bytes(row.message_key), headers=headers
+            spans: list[Span] = []
+            try:
+                for row in rows:
+                    headers = self._traced(row.topic, row.headers, spans)
+                    deliveries.append(
+                        await self._producer.send(
+                            row.topic, value=bytes(row.payload), key=bytes(row.message_key), headers=headers
+                        )
                     )
-                )
-            # Wait for every acknowledgement before marking: a row is marked only once Kafka has it.
-            await asyncio.gather(*deliveries)
+                # Wait for every acknowledgement before marking: a row is marked only once Kafka has it.
+                await asyncio.gather(*deliveries)
+            except BaseException as error:
+                for span in spans:
+                    otel.end(span, error)
+                raise
+            for span in spans:
+                otel.end(span)
             crash_point(RELAY_AFTER_PUBLISH)
             await connection.execute(
                 text("UPDATE outbox SET published_at = now() WHERE seq = ANY(:seqs)"),
                 {"seqs": [row.seq for row in rows]},
             )
         self.published_total += len(rows)
+        per_topic: dict[str, int] = {}
+        for row in rows:
+            per_topic[row.topic] = per_topic.get(row.topic, 0) + 1
+        for topic, count in per_topic.items():
+            self._metrics.events_published.labels(self._metrics.service, topic).inc(count)
         return len(rows)
+
+    def _traced(self, topic: str, stored: dict[str, str], spans: list[Span]) -> list[tuple[str, bytes]]:
+        """The record's headers; with tracing on, under a new producer span (appended to `spans`)."""
+        if not otel.is_enabled():
+            return [(name, value.encode()) for name, value in stored.items()]
+        headers = dict(stored)
+        span = otel.start_span(
+            f"{topic} publish",
+            SpanKind.PRODUCER,
+            stored.get(HEADER_TRACEPARENT, ""),
+            {"messaging.system": "kafka", "messaging.destination.name": topic, "messaging.operation": "publish"},
+        )
+        if span is not None:
+            spans.append(span)
+            headers[HEADER_TRACEPARENT] = otel.traceparent_of(span)
+        return [(name, value.encode()) for name, value in headers.items()]
+
+    async def sample_backlog(self, connection: AsyncConnection) -> None:
+        """Sets the backlog gauges: unpublished rows and the age of the oldest (a gauge query, every few
+        seconds). Both read the partial index of unpublished rows only."""
+        backlog = await connection.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+        age_s = await connection.scalar(
+            text(
+                "SELECT extract(epoch FROM clock_timestamp() - created_at) FROM outbox "
+                "WHERE published_at IS NULL ORDER BY seq LIMIT 1"
+            )
+        )
+        self._metrics.outbox_backlog.labels(self._metrics.service).set(backlog or 0)
+        self._metrics.outbox_oldest_age_s.labels(self._metrics.service).set(max(float(age_s or 0), 0.0))
 
     async def delete_expired(self) -> None:
         async with self._engine.begin() as connection:

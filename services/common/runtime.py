@@ -3,6 +3,9 @@
 Shutdown order (SIGTERM / SIGINT): report NOT_SERVING, stop accepting RPCs and let in-flight ones
 finish within the grace period, stop consumers after their current batch (offsets committed), then
 drain the outbox so nothing recorded is left unpublished.
+
+While running, a dependency monitor (health.py) turns the health status NOT_SERVING whenever the
+database or the broker cannot be reached, and back; once shutdown has begun it can no longer undo it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health
 
-from services.common.grpc_server import mark_serving
+from services.common.health import DependencyMonitor, ServingStatus
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,13 @@ class ServiceProcess:
     loops: Sequence[BackgroundLoop]
     grace_s: float = 10.0
     cleanup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    dependencies: DependencyMonitor | None = None
     _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.serving = ServingStatus(
+            self.health_servicer, self.service_names, dependencies_up=self.dependencies is None
+        )
 
     def request_stop(self) -> None:
         self._stop_requested.set()
@@ -49,9 +58,16 @@ class ServiceProcess:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.request_stop)
         await self.server.start()
-        await mark_serving(self.health_servicer, self.service_names, serving=True)
+        await self.serving.started()
+        loops = list(self.loops)
+        if self.dependencies is not None:
+            monitor = self.dependencies
+            # First, so that it is stopped last: health stays truthful while the others drain.
+            loops.insert(
+                0, BackgroundLoop("health", lambda: monitor.run(self.serving.dependencies_checked), monitor.stop)
+            )
         tasks: dict[asyncio.Task[None], BackgroundLoop] = {
-            asyncio.create_task(item.run(), name=item.name): item for item in self.loops
+            asyncio.create_task(item.run(), name=item.name): item for item in loops
         }
         stop_waiter = asyncio.create_task(self._stop_requested.wait())
         done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -63,7 +79,7 @@ class ServiceProcess:
             raise SystemExit(1)
 
     async def shutdown(self, tasks: dict[asyncio.Task[None], BackgroundLoop]) -> None:
-        await mark_serving(self.health_servicer, self.service_names, serving=False)
+        await self.serving.stopping()
         await self.server.stop(self.grace_s)
         # Loops are stopped in reverse order of registration: consumers before the relay that drains.
         for item in reversed(list(tasks.values())):

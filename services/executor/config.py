@@ -7,7 +7,7 @@ import os
 import socket
 from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from services.common.config import ServiceSettings
 
@@ -44,6 +44,15 @@ class ExecutorSettings(ServiceSettings):
     # search indexing lag (about a minute at Stripe) so the search sees an earlier attempt's charge.
     recovery_after_s: Annotated[int, Field(ge=1, le=86_400)] = 60
     max_recoveries: Annotated[int, Field(ge=0, le=1000)] = 5
+    # The PSP webhook endpoint (POST /webhooks/psp), off when the port is 0. Events are verified with the
+    # signing secret (Stripe's `whsec_...`) and refused when signed more than `webhook_tolerance_s` away
+    # from now, either way; event ids are remembered for `webhook_event_retention_days` to make
+    # redeliveries no-ops (Stripe redelivers for up to three days).
+    webhook_host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    webhook_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_tolerance_s: Annotated[int, Field(ge=1, le=3600)] = 300
+    webhook_event_retention_days: Annotated[int, Field(ge=4, le=3650)] = 30
 
     @property
     def call_deadline_s(self) -> float:
@@ -60,4 +69,6 @@ class ExecutorSettings(ServiceSettings):
         minimum = math.ceil(2 * self.call_deadline_s + _COMMIT_MARGIN_S)
         if self.stale_claim_s < minimum:
             raise ValueError(f"stale_claim_s must be at least 2 * (psp_timeout_s + 2) + 5 = {minimum}")
+        if self.webhook_port and not self.webhook_secret.get_secret_value().strip():
+            raise ValueError("webhook_port is set, so webhook_secret (the PSP's signing secret) is required")
         return self

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
@@ -16,10 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common import outbox
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Validator
 from services.common.events import RECONCILIATION_MISMATCH_FOUND, RECONCILIATION_RUN_COMPLETED, OutboundEvent
+from services.common.snapshot_paging import invalid_token, page_size
 from services.reconciliation import reports
 from services.reconciliation.fee_booking import FeeBooker
 from services.reconciliation.importing import PARSERS, ImportResult, import_file
 from services.reconciliation.matching import MatchingRules
+from services.reconciliation.metrics import ReconciliationMetrics
 from services.reconciliation.parsing.model import FileRejected
 from services.reconciliation.runs import Run, run
 
@@ -32,10 +37,17 @@ _MISMATCH_COLUMNS = (
 
 
 class ReconciliationService:
-    def __init__(self, engine: AsyncEngine, rules: MatchingRules, fees: FeeBooker | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        rules: MatchingRules,
+        fees: FeeBooker | None = None,
+        metrics: ReconciliationMetrics | None = None,
+    ) -> None:
         self._engine = engine
         self._rules = rules
         self._fees = fees  # books reported fees in the ledger, when configured
+        self._metrics = metrics
 
     async def import_upload(self, file_name: str, file_format: str, chunks: AsyncIterator[bytes]) -> ImportResult:
         validator = Validator()
@@ -94,6 +106,8 @@ class ReconciliationService:
         result = await run(self._engine, scope, file_ids, as_of or datetime.now(UTC), self._rules)
         if not result.repeated:
             await self._announce(result)
+            if self._metrics is not None:
+                self._metrics.run_finished(result.summary)
         if self._fees is not None:
             await self._fees.book(result.run_id)  # also retries fees a failed earlier attempt left open
         return result
@@ -159,27 +173,36 @@ class ReconciliationService:
     async def list_mismatches(
         self, run_id: str, *, kind: str, unresolved_only: bool, size: int, page_token: str
     ) -> tuple[list[Any], str]:
+        """Keyset pages in (severity, kind, id) order: a mismatch resolved mid-listing never shifts a page."""
         parsed = _run_id(run_id)
-        after = 0
-        if page_token:
-            if not page_token.isdigit():
-                raise InvalidArgument("page_token is not a token of this listing", reason="INVALID_PAGE_TOKEN")
-            after = int(page_token)
-        limit = max(1, min(size or 100, 1000))
+        limit = page_size(size)
+        scope = f"{parsed}|{kind}|{unresolved_only}"
+        after = _decode_mismatch_token(page_token, scope) if page_token else None
         async with self._engine.connect() as connection:
             rows = list(
                 await connection.execute(
                     text(
-                        f"SELECT {_MISMATCH_COLUMNS} FROM mismatches WHERE run_id = :run "
+                        f"SELECT {_MISMATCH_COLUMNS}, {_SEVERITY_RANK} AS rank FROM mismatches WHERE run_id = :run "
                         "AND (:kind = '' OR kind = :kind) AND (NOT :unresolved OR resolved_at IS NULL) "
-                        "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 "
-                        "ELSE 3 END, kind, mismatch_id OFFSET :after LIMIT :limit"
+                        f"AND (:after_id IS NULL OR ({_SEVERITY_RANK}, kind, mismatch_id) "
+                        "    > (:after_rank, :after_kind, CAST(:after_id AS uuid))) "
+                        f"ORDER BY {_SEVERITY_RANK}, kind, mismatch_id LIMIT :limit"
                     ),
-                    {"run": parsed, "kind": kind, "unresolved": unresolved_only, "after": after, "limit": limit + 1},
+                    {
+                        "run": parsed,
+                        "kind": kind,
+                        "unresolved": unresolved_only,
+                        "after_rank": after[0] if after else 0,
+                        "after_kind": after[1] if after else "",
+                        "after_id": after[2] if after else None,
+                        "limit": limit + 1,
+                    },
                 )
             )
-        next_token = str(after + limit) if len(rows) > limit else ""
-        return rows[:limit], next_token
+        if len(rows) <= limit:
+            return rows, ""
+        last = rows[limit - 1]
+        return rows[:limit], _encode_mismatch_token(scope, (last.rank, last.kind, str(last.mismatch_id)))
 
     async def resolve(self, mismatch_id: str, resolution: str, resolved_by: str) -> Any:
         validator = Validator()
@@ -213,3 +236,28 @@ def _run_id(value: str) -> uuid.UUID:
     validator.raise_if_any()
     assert parsed is not None
     return parsed
+
+
+_SEVERITY_RANK = "CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END"
+_MismatchKey = tuple[int, str, str]  # severity rank, kind, mismatch id: where the next page starts
+
+
+def _encode_mismatch_token(scope: str, key: _MismatchKey) -> str:
+    document = json.dumps({"v": 1, "scope": scope, "after": list(key)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(document).decode().rstrip("=")
+
+
+def _decode_mismatch_token(token: str, scope: str) -> _MismatchKey:
+    """The key in a token of this listing; a token of another run or other filters is refused."""
+    try:
+        document = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        rank, kind, mismatch_id = document["after"]
+        bound_to = document["scope"]
+        uuid.UUID(mismatch_id)
+    except (binascii.Error, ValueError, TypeError, KeyError, AttributeError):
+        raise invalid_token("is not a page token of ListMismatches") from None
+    if type(rank) is not int or not isinstance(kind, str) or document.get("v") != 1:
+        raise invalid_token("is malformed")
+    if bound_to != scope:
+        raise invalid_token("was issued for another run or other filters")
+    return rank, kind, mismatch_id

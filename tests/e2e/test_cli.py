@@ -80,12 +80,12 @@ async def _create(stack: Stack, checkout_id: str) -> str:
             )
         ],
     )
-    async with clients.channel(stack.endpoints.grpc["payment"], stack.endpoints.api_keys.checkout) as channel:
+    async with stack.endpoints.channel("payment", "checkout") as channel:
         return (await clients.payment_stub(channel).CreatePayment(request, timeout=30)).payment.payment_id
 
 
 async def _get(stack: Stack, payment_id: str) -> payment_pb2.Payment:
-    async with clients.channel(stack.endpoints.grpc["payment"], stack.endpoints.api_keys.checkout) as channel:
+    async with stack.endpoints.channel("payment", "checkout") as channel:
         stub = clients.payment_stub(channel)
         return (await stub.GetPayment(payment_pb2.GetPaymentRequest(payment_id=payment_id), timeout=10)).payment
 

@@ -44,11 +44,10 @@ class Apis:
 
 @asynccontextmanager
 async def apis(stack: Stack) -> AsyncIterator[Apis]:
-    keys, grpc_addresses = stack.endpoints.api_keys, stack.endpoints.grpc
     async with (
-        clients.channel(grpc_addresses["payment"], keys.checkout) as payment,
-        clients.channel(grpc_addresses["wallet"], keys.admin) as wallet,
-        clients.channel(grpc_addresses["ledger"], keys.finance) as ledger,
+        stack.endpoints.channel("payment", "checkout") as payment,
+        stack.endpoints.channel("wallet", "admin") as wallet,
+        stack.endpoints.channel("ledger", "finance") as ledger,
     ):
         yield Apis(clients.payment_stub(payment), clients.wallet_stub(wallet), clients.ledger_stub(ledger))
 

@@ -51,7 +51,7 @@ def _checkout(
 
 
 async def _watch_until_done(stack: Stack, payment_id: str) -> payment_pb2.Payment:
-    async with clients.channel(stack.endpoints.grpc["payment"], stack.endpoints.api_keys.checkout) as channel:
+    async with stack.endpoints.channel("payment", "checkout") as channel:
         last = None
         async for update in clients.payment_stub(channel).WatchPayment(
             payment_pb2.WatchPaymentRequest(payment_id=payment_id), timeout=60
@@ -63,8 +63,7 @@ async def _watch_until_done(stack: Stack, payment_id: str) -> payment_pb2.Paymen
 
 async def test_a_checkout_is_charged_credited_and_booked_per_seller(stack: Stack, unique: str) -> None:
     sellers = {f"seller-a-{unique}": 1250, f"seller-b-{unique}": 399}
-    keys = stack.endpoints.api_keys
-    async with clients.channel(stack.endpoints.grpc["payment"], keys.checkout) as channel:
+    async with stack.endpoints.channel("payment", "checkout") as channel:
         created = await clients.payment_stub(channel).CreatePayment(_checkout(f"co-{unique}", sellers), timeout=10)
     assert len(created.payment.orders) == 2
 
@@ -81,12 +80,12 @@ async def test_a_checkout_is_charged_credited_and_booked_per_seller(stack: Stack
     mine = [c for c in charges if c["payment_order_id"] in order_ids]
     assert sorted(c["amount"] for c in mine) == sorted(sellers.values())
 
-    async with clients.channel(stack.endpoints.grpc["wallet"], keys.finance) as channel:
+    async with stack.endpoints.channel("wallet", "finance") as channel:
         wallet = clients.wallet_stub(channel)
         for seller, amount in sellers.items():
             balance = (await wallet.GetBalance(wallet_pb2.GetBalanceRequest(seller_id=seller, currency="USD"))).balance
             assert (balance.pending_minor, balance.available_minor) == (amount, 0)
-    async with clients.channel(stack.endpoints.grpc["ledger"], keys.finance) as channel:
+    async with stack.endpoints.channel("ledger", "finance") as channel:
         ledger = clients.ledger_stub(channel)
         for order in payment.orders:
             entries = (
@@ -101,14 +100,13 @@ async def test_a_checkout_is_charged_credited_and_booked_per_seller(stack: Stack
 
 
 async def test_a_declined_card_fails_every_order_and_moves_no_money(stack: Stack, unique: str) -> None:
-    keys = stack.endpoints.api_keys
-    async with clients.channel(stack.endpoints.grpc["payment"], keys.checkout) as channel:
+    async with stack.endpoints.channel("payment", "checkout") as channel:
         created = await clients.payment_stub(channel).CreatePayment(
             _checkout(f"co-decl-{unique}", {f"seller-d-{unique}": 500}, token="pm_card_chargeDeclinedInsufficientFunds")
         )
     payment = await _watch_until_done(stack, created.payment.payment_id)
     assert [(o.status, o.failure_code) for o in payment.orders] == [(FAILED, "insufficient_funds")]
-    async with clients.channel(stack.endpoints.grpc["wallet"], keys.finance) as channel:
+    async with stack.endpoints.channel("wallet", "finance") as channel:
         balance = await clients.wallet_stub(channel).GetBalance(
             wallet_pb2.GetBalanceRequest(seller_id=f"seller-d-{unique}", currency="USD")
         )
@@ -116,17 +114,16 @@ async def test_a_declined_card_fails_every_order_and_moves_no_money(stack: Stack
 
 
 async def test_bad_input_gets_a_precise_error(stack: Stack, unique: str) -> None:
-    keys = stack.endpoints.api_keys
     request = _checkout(f"co-bad-{unique}", {f"s-{unique}": 100})
     request.currency = "usd"
     request.seller_orders[0].line_items[0].quantity = 0
-    async with clients.channel(stack.endpoints.grpc["payment"], keys.checkout) as channel:
+    async with stack.endpoints.channel("payment", "checkout") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await clients.payment_stub(channel).CreatePayment(request)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {"currency", "seller_orders[0].line_items[0].quantity"} <= set(field_violations(error.value))
 
-    async with clients.channel(stack.endpoints.grpc["ledger"], keys.checkout) as channel:
+    async with stack.endpoints.channel("ledger", "checkout") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await clients.ledger_stub(channel).TrialBalance(ledger_pb2.TrialBalanceRequest())
     assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED

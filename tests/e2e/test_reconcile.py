@@ -56,7 +56,7 @@ async def _a_charged_checkout(stack: Stack) -> None:
             )
         ],
     )
-    async with clients.channel(stack.endpoints.grpc["payment"], stack.endpoints.api_keys.checkout) as channel:
+    async with stack.endpoints.channel("payment", "checkout") as channel:
         payments = clients.payment_stub(channel)
         payment_id = (await payments.CreatePayment(request, timeout=10)).payment.payment_id
 
@@ -105,12 +105,12 @@ def test_the_days_settlement_reconciles_cleanly_and_discrepancies_are_found(stac
 
 async def _list_and_resolve(stack: Stack, run_id: str) -> None:
     """Finance pages through a run's mismatches, most severe first, and resolves one, once."""
-    async with clients.channel(stack.endpoints.grpc["ledger"], stack.endpoints.api_keys.finance) as channel:
+    async with stack.endpoints.channel("ledger", "finance") as channel:
         fees = await clients.ledger_stub(channel).GetAccountBalance(
             ledger_pb2.GetAccountBalanceRequest(account="psp_fees", currency="USD")
         )
         assert fees.balance.amount_minor == 500
-    async with clients.channel(stack.endpoints.grpc["reconciliation"], stack.endpoints.api_keys.finance) as channel:
+    async with stack.endpoints.channel("reconciliation", "finance") as channel:
         api = reconciliation_pb2_grpc.ReconciliationServiceStub(channel)
         first = await api.ListMismatches(reconciliation_pb2.ListMismatchesRequest(run_id=run_id, page_size=1))
         second = await api.ListMismatches(
@@ -118,6 +118,14 @@ async def _list_and_resolve(stack: Stack, run_id: str) -> None:
         )
         assert [m.kind for m in [*first.mismatches, *second.mismatches]] == ["MISSING_IN_LEDGER", "UNEXPECTED_FEE"]
         assert second.next_page_token == ""
+        with pytest.raises(grpc.aio.AioRpcError) as other_filter:  # a token is bound to its run and filters
+            await api.ListMismatches(
+                reconciliation_pb2.ListMismatchesRequest(
+                    run_id=run_id, kind="UNEXPECTED_FEE", page_size=1, page_token=first.next_page_token
+                )
+            )
+        assert other_filter.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "another run or other filters" in (other_filter.value.details() or "")
         critical = first.mismatches[0]
         assert (critical.severity, critical.amount.amount_minor, critical.amount.currency) == ("critical", 1234, "USD")
 

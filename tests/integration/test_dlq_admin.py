@@ -38,7 +38,7 @@ from services.common.infra import Infrastructure
 from services.common.outbox import envelope_headers
 from services.executor.config import ExecutorSettings
 from services.executor.entrypoints.main import create_service
-from tests.fixtures import eventually, producer_for, publish, read_until, running_service
+from tests.fixtures import PLAINTEXT, eventually, producer_for, publish, read_until, running_service
 
 CONSUMER = "settle-test-outcomes"
 REASON = "EXECUTION_CONFLICT: payment order already has an execution for a different charge"
@@ -311,6 +311,7 @@ async def test_a_real_consumers_dead_letter_is_listed_and_its_replay_passes_the_
         database_url=migrated.database_url,
         kafka_bootstrap_servers=migrated.kafka_bootstrap_servers,
         psp_api_base="http://127.0.0.1:9",  # never called: invalid requests are rejected before any charge
+        tls_mode=PLAINTEXT,
         worker_id=f"dlq-admin-test-{uuid.uuid4().hex[:6]}",
         outbox_poll_interval_ms=50,
         shutdown_grace_s=5,

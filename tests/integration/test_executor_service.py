@@ -45,7 +45,7 @@ from services.executor.psp_port import ChargeRequest, ChargeResult, PaymentGatew
 from services.executor.retry_policy import RetryPolicy
 from services.executor.service.psp_calls import ChargeCalls
 from services.executor.service.worker import ExecutionWorker, WorkerConfig
-from tests.fixtures import publish, running_service
+from tests.fixtures import PLAINTEXT, key_records, publish, running_service
 
 ADMIN_KEY = "executor-test-admin-key"
 PAYMENTS_KEY = "executor-test-payments-key"
@@ -132,7 +132,8 @@ def settings_for(infra: Infrastructure, sandbox: RunningSandbox, worker_id: str)
     return ExecutorSettings(
         database_url=infra.database_url,
         kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
-        api_keys={ADMIN_KEY: ["admin"], PAYMENTS_KEY: ["payments"]},
+        api_keys=key_records({ADMIN_KEY: ["admin"], PAYMENTS_KEY: ["payments"]}),
+        tls_mode=PLAINTEXT,
         psp_api_base=sandbox.url,
         psp_timeout_s=1.0,  # short, so that `timeout_after_charge` is a client timeout
         retry_budget=6,

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.cli import ledger_export
 from services.cli.endpoints import ApiKeys, Endpoints
+from services.common import tls
 from services.common.errors import Unimplemented
 from services.common.grpc_errors import error_info_reason, field_violations
 from services.common.grpc_server import create_server
@@ -194,7 +195,7 @@ async def api(engines: dict[str, AsyncEngine]) -> AsyncIterator[Api]:
         api_keys=API_KEYS,
         scopes=SCOPES,
     )
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = tls.bind(server, "127.0.0.1:0", None)  # plaintext, as SETTLE_TLS_MODE=off binds it
     await server.start()
     address = f"127.0.0.1:{port}"
     async with grpc.aio.insecure_channel(address) as channel:
@@ -432,7 +433,7 @@ def save_endpoints(data_dir: Path, ledger_address: str, finance_key: str = FINAN
     Endpoints(
         grpc={"ledger": ledger_address},
         psp_sandbox_url="http://127.0.0.1:1",
-        api_keys=ApiKeys(checkout=CHECKOUT_KEY, finance=finance_key, admin="unused"),
+        api_keys=ApiKeys.of(checkout=CHECKOUT_KEY, finance=finance_key, admin="unused"),
         database_url="postgresql://unused",
         kafka_bootstrap_servers="127.0.0.1:1",
         infra_mode="external",

@@ -34,7 +34,9 @@ from tests.fixtures import (
     API_KEYS,
     CHECKOUT_KEY,
     FINANCE,
+    PLAINTEXT,
     eventually,
+    key_records,
     producer_for,
     publish,
     publish_succeeded,
@@ -60,7 +62,8 @@ async def ledger(migrated: Infrastructure) -> AsyncIterator[Ledger]:
         database_url=migrated.database_url,
         kafka_bootstrap_servers=migrated.kafka_bootstrap_servers,
         grpc_port=0,
-        api_keys={**API_KEYS, ADMIN_KEY: ["admin"]},
+        api_keys=[*API_KEYS, *key_records({ADMIN_KEY: ["admin"]})],
+        tls_mode=PLAINTEXT,
     )
     async with (
         running_service(create_service(settings)) as channel,

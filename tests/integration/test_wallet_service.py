@@ -45,6 +45,7 @@ from tests.fixtures import (
     API_KEYS,
     CHECKOUT_KEY,
     FINANCE,
+    PLAINTEXT,
     eventually,
     producer_for,
     publish,
@@ -69,6 +70,7 @@ async def wallet(migrated: Infrastructure) -> AsyncIterator[Wallet]:
         kafka_bootstrap_servers=migrated.kafka_bootstrap_servers,
         grpc_port=0,
         api_keys=API_KEYS,
+        tls_mode=PLAINTEXT,
     )
     async with (
         running_service(create_service(settings)) as channel,

@@ -9,12 +9,12 @@ from aiokafka.structs import ConsumerRecord
 from google.rpc import error_details_pb2, status_pb2
 from settle.events.v1.events_pb2 import PaymentOrderRequested
 
+from services.common.api_keys import ApiKeyAuthority, ApiKeyRecord
 from services.common.config import ServiceSettings, load_settings
 from services.common.consumer import PoisonRecord, decode
 from services.common.errors import InvalidArgument, Unauthenticated, Validator
 from services.common.events import PAYMENT_ORDER_REQUESTED
 from services.common.grpc_errors import to_grpc_status
-from services.common.grpc_server import ApiKeyAuthority
 from services.common.outbox import envelope_headers
 
 
@@ -84,7 +84,9 @@ def test_domain_errors_map_to_status_with_error_info_and_bad_request() -> None:
 
 
 def test_api_keys_grant_their_scopes_and_unknown_keys_are_refused() -> None:
-    authority = ApiKeyAuthority({"k" * 20: ["payments"], "f" * 20: ["finance"]})
+    authority = ApiKeyAuthority(
+        [ApiKeyRecord.of("k", "k" * 20, ["payments"]), ApiKeyRecord.of("f", "f" * 20, ["finance"])]
+    )
     assert authority.scopes_of("k" * 20) == frozenset({"payments"})
     with pytest.raises(Unauthenticated):
         authority.scopes_of("k" * 19)

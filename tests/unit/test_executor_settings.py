@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from services.executor.config import ExecutorSettings
 
-REQUIRED = {"database_url": "postgresql://localhost/x", "kafka_bootstrap_servers": "localhost:9092"}
+REQUIRED = {"database_url": "postgresql://localhost/x", "kafka_bootstrap_servers": "localhost:9092", "tls_mode": "off"}
 
 
 def test_defaults_match_the_design() -> None:
@@ -24,6 +24,7 @@ def test_settings_come_from_settle_environment_variables(monkeypatch: pytest.Mon
     monkeypatch.setenv("SETTLE_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
     monkeypatch.setenv("SETTLE_WORKER_ID", "executor-7")
     monkeypatch.setenv("SETTLE_RETRY_BUDGET", "3")
+    monkeypatch.setenv("SETTLE_TLS_MODE", "off")
     settings = ExecutorSettings()  # type: ignore[call-arg]
     assert (settings.worker_id, settings.retry_budget) == ("executor-7", 3)
 

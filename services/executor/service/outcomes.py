@@ -22,14 +22,7 @@ def decide(
     order is never marked failed on our own guess; it is retried with the same key or parked.
     """
     if isinstance(answer, ChargeResult):
-        if answer.succeeded:
-            return Outcome(ExecutionStatus.SUCCEEDED, psp_reference=answer.psp_reference)
-        return Outcome(
-            ExecutionStatus.FAILED,
-            psp_reference=answer.psp_reference,
-            failure_code=answer.failure_code,
-            failure_message=answer.failure_message[:MESSAGE_MAX_LENGTH],
-        )
+        return definite_outcome(answer)
     message = f"{type(answer).__name__}: {answer}"[:MESSAGE_MAX_LENGTH]
     if isinstance(answer, PspRequestRejected):
         # Our own bug or configuration: the same request would be rejected again. An operator must look.
@@ -46,4 +39,16 @@ def decide(
         failure_code=OUTCOME_UNKNOWN,
         failure_message=message,
         retry_delay_ms=policy.delay_ms(attempts, retry_after_s, jitter),
+    )
+
+
+def definite_outcome(result: ChargeResult) -> Outcome:
+    """SUCCEEDED or FAILED, as the PSP said: from the answer to a call, or from its webhook event."""
+    if result.succeeded:
+        return Outcome(ExecutionStatus.SUCCEEDED, psp_reference=result.psp_reference)
+    return Outcome(
+        ExecutionStatus.FAILED,
+        psp_reference=result.psp_reference,
+        failure_code=result.failure_code,
+        failure_message=result.failure_message[:MESSAGE_MAX_LENGTH],
     )

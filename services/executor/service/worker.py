@@ -19,21 +19,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic
 
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common import outbox
+from services.common import otel, outbox
 from services.common.crash_points import (
     EXECUTOR_AFTER_OUTCOME_COMMIT,
     EXECUTOR_AFTER_PSP_RESPONSE,
     EXECUTOR_BEFORE_PSP_CALL,
     crash_point,
 )
-from services.common.tracing import continue_trace
 from services.executor.adapters import claims_db
 from services.executor.adapters.claims_db import Claim
 from services.executor.domain import Execution, OrderT, Outcome
 from services.executor.psp_port import ChargeResult, PspError
 from services.executor.retry_policy import Jitter, RetryPolicy, full_jitter
+from services.executor.service.metrics import KINDS, ExecutorMetrics
 from services.executor.service.outcomes import decide
 from services.executor.service.psp_calls import PspCalls
 
@@ -69,6 +70,7 @@ class ExecutionWorker(Generic[OrderT]):
         *,
         on_events: Callable[[], None] = lambda: None,
         jitter: Jitter = full_jitter,
+        metrics: ExecutorMetrics | None = None,
     ) -> None:
         self._engine = engine
         self._calls = calls
@@ -76,6 +78,7 @@ class ExecutionWorker(Generic[OrderT]):
         self._config = config
         self._on_events = on_events  # wakes the outbox relay after a commit that wrote events
         self._jitter = jitter
+        self._metrics = metrics
 
     @property
     def worker_id(self) -> str:
@@ -88,8 +91,14 @@ class ExecutionWorker(Generic[OrderT]):
     async def charge(self, claim: Claim[OrderT]) -> Attempt[OrderT]:
         """Makes one attempt for a claimed execution (a charge, refund or payout). Never raises: every
         answer becomes an outcome."""
+        # The request's trace continues here (a span of its own with tracing on), so the outcome event
+        # and the log lines of the attempt join the trace of the payment that asked for it.
+        kind = KINDS[self._table.name]
+        with otel.continued(f"{kind} attempt", SpanKind.INTERNAL, claim.order.traceparent, {"settle.kind": kind}):
+            return await self._attempt(claim)
+
+    async def _attempt(self, claim: Claim[OrderT]) -> Attempt[OrderT]:
         order = claim.order
-        continue_trace(order.traceparent)
         with self._calls.log_context(order):
             crash_point(EXECUTOR_BEFORE_PSP_CALL)
             answer: ChargeResult | BaseException
@@ -142,15 +151,20 @@ class ExecutionWorker(Generic[OrderT]):
             events = [self._calls.outcome_event(execution) for execution in recorded if execution.status.is_final]
             await outbox.append(connection, events)
         crash_point(EXECUTOR_AFTER_OUTCOME_COMMIT)
+        if self._metrics is not None:
+            self._metrics.recorded(self._table, recorded)
         if events:
             self._on_events()
         recorded_ids = {execution.order.execution_id for execution in recorded}
         for attempt in attempts:
             if attempt.claim.order.execution_id not in recorded_ids:
                 with self._calls.log_context(attempt.claim.order):
-                    # The claim went stale and was released; whoever holds it now records instead.
+                    # The claim went stale and was released (whoever holds it now records instead), or a
+                    # PSP webhook recorded the PSP's word first (service/webhooks.py).
                     log.warning(
-                        "claim lost before its outcome was recorded; outcome %s dropped", attempt.outcome.status
+                        "claim lost before its outcome was recorded (released as stale, or completed by a PSP "
+                        "webhook); outcome %s dropped",
+                        attempt.outcome.status,
                     )
         return recorded
 

@@ -16,6 +16,7 @@ from services.reconciliation.config import ReconciliationSettings
 from services.reconciliation.entrypoints.grpc import SCOPES, ReconciliationServicer
 from services.reconciliation.fee_booking import FeeBooker
 from services.reconciliation.matching import MatchingRules
+from services.reconciliation.metrics import OPEN_MISMATCHES_INTERVAL_S, ReconciliationMetrics
 from services.reconciliation.nightly import NightlyReconciliation
 from services.reconciliation.service import ReconciliationService
 
@@ -33,8 +34,10 @@ async def create_service(settings: ReconciliationSettings) -> tuple[ServiceProce
         fees = FeeBooker(
             platform.engine, settings.ledger_grpc_address, settings.ledger_api_key, tls=client_tls(settings)
         )
+    metrics = ReconciliationMetrics(platform.metrics)
+    platform.add_gauge_query("open-mismatches", metrics.sample_open, OPEN_MISMATCHES_INTERVAL_S)
     service = ReconciliationService(
-        platform.engine, MatchingRules(settings.match_window_days, settings.settlement_delay_days), fees
+        platform.engine, MatchingRules(settings.match_window_days, settings.settlement_delay_days), fees, metrics
     )
     if settings.nightly_check_interval_s > 0:
         nightly = NightlyReconciliation(
