@@ -87,6 +87,8 @@ class Stack:
             raise StackError(f"{name} is still running; kill it first")
         process = _spawn(self, name, [f"services.{name}"], {**self.environments[name], **(extra_env or {})})
         self.processes[name] = process
+        self.endpoints.pids[name] = process.pid  # so that `settle status` follows the new process
+        self.endpoints.save(self.data_dir)
         return process
 
     def wait_until_serving(self, name: str) -> None:
