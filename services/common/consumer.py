@@ -28,7 +28,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from google.protobuf.message import DecodeError
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import consumer_lag, outbox
@@ -47,10 +46,10 @@ from services.common.events import (
     dlq_topic,
 )
 from services.common.metrics import ServiceMetrics
+from services.common.transient_errors import is_infrastructure_error, next_backoff
 
 log = logging.getLogger(__name__)
 
-_MAX_BACKOFF_S = 5.0
 
 
 class EventRejected(Exception):
@@ -108,12 +107,6 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> InboundEvent:
     )
 
 
-def _is_infrastructure_error(error: BaseException) -> bool:
-    if isinstance(error, OperationalError | InterfaceError | KafkaError | OSError | TimeoutError):
-        return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
-
-
 class Consumer:
     def __init__(
         self,
@@ -164,7 +157,7 @@ class Consumer:
                 # A broker hiccup (rebalance, leader move) must not end the process: poll again later.
                 log.warning("consumer %s: broker error while polling, retrying: %s", self._group_id, error)
                 await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
+                backoff_s = next_backoff(backoff_s)
                 continue
             if not batch:
                 continue
@@ -172,13 +165,13 @@ class Consumer:
                 await self.process(batch)
                 backoff_s = 0.1
             except Exception as error:
-                if not _is_infrastructure_error(error):
+                if not is_infrastructure_error(error):
                     raise
                 log.warning("consumer %s: infrastructure error, retrying batch: %s", self._group_id, error)
                 for partition, records in batch.items():
                     self._kafka.seek(partition, records[0].offset)
                 await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
+                backoff_s = next_backoff(backoff_s)
 
     async def process(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         records = [record for partition_records in batch.values() for record in partition_records]
@@ -187,7 +180,7 @@ class Consumer:
                 await self._apply(connection, records)
                 crash_point(CONSUMER_BEFORE_DB_COMMIT)
         except Exception as error:
-            if _is_infrastructure_error(error):
+            if is_infrastructure_error(error):
                 raise
             log.warning("consumer %s: batch failed (%s); isolating events one by one", self._group_id, error)
             for record in records:
@@ -229,7 +222,7 @@ class Consumer:
             async with self._transaction() as connection:
                 await self._apply(connection, [record])
         except Exception as error:
-            if _is_infrastructure_error(error):
+            if is_infrastructure_error(error):
                 raise
             reason = error.reason if isinstance(error, EventRejected) else f"{type(error).__name__}: {error}"
             async with self._transaction() as connection:

@@ -13,7 +13,7 @@ import logging
 import socket
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ class ServiceMetrics:
     def __init__(self, service: str) -> None:
         self.service = service
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_* (CPU, memory, open files), read on scrape
         self.rpc_duration_s = self.histogram(
             "settle_rpc_duration_seconds", "Time to serve a gRPC call, by method and status code.", ["method", "code"]
         )
@@ -92,7 +93,8 @@ class MetricsServer:
     async def run(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._scrape)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # A scrape takes milliseconds: shutdown need not wait the default minute for one in flight.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         # Bound here rather than by aiohttp so that a taken port fails the start with a clear error.
         sock = socket.create_server((self._host, self._port), reuse_port=False)

@@ -26,6 +26,7 @@ from services.common import otel
 from services.common.crash_points import RELAY_AFTER_PUBLISH, RELAY_BEFORE_PUBLISH, crash_point
 from services.common.events import HEADER_TRACEPARENT
 from services.common.metrics import ServiceMetrics
+from services.common.transient_errors import is_infrastructure_error, next_backoff
 
 CONTROL_TOPIC = "settle.control.relay-markers"
 
@@ -68,11 +69,23 @@ class OutboxRelay:
     async def run(self) -> None:
         await self.replay_if_new_broker()
         last_cleanup = datetime.now(UTC)
+        backoff_s = 0.1
         while not self._stopping.is_set():
-            published = await self.publish_batch()
-            if datetime.now(UTC) - last_cleanup > timedelta(minutes=10):
-                await self.delete_expired()
-                last_cleanup = datetime.now(UTC)
+            try:
+                published = await self.publish_batch()
+                if datetime.now(UTC) - last_cleanup > timedelta(minutes=10):
+                    await self.delete_expired()
+                    last_cleanup = datetime.now(UTC)
+                backoff_s = 0.1
+            except Exception as error:
+                # The database or broker away for a while must not end the process: what is not marked
+                # published is published on a later attempt (at least once, deduped by event id).
+                if not is_infrastructure_error(error):
+                    raise
+                log.warning("outbox relay: infrastructure error, retrying in %.1f s: %s", backoff_s, error)
+                await asyncio.sleep(backoff_s)
+                backoff_s = next_backoff(backoff_s)
+                continue
             if published < self._batch_size:
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):

@@ -49,11 +49,8 @@ def _text(value: str | bytes | None) -> str:
 
 
 def _final_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code
-    # Older grpc.aio versions report the numeric value, or None when the handler set none.
-    return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.OK)
+    code = context.code()  # None when the handler neither aborted nor set a code: success
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
 
 
 @contextmanager

@@ -184,7 +184,7 @@ class ReconciliationService:
                     text(
                         f"SELECT {_MISMATCH_COLUMNS}, {_SEVERITY_RANK} AS rank FROM mismatches WHERE run_id = :run "
                         "AND (:kind = '' OR kind = :kind) AND (NOT :unresolved OR resolved_at IS NULL) "
-                        f"AND (:after_id IS NULL OR ({_SEVERITY_RANK}, kind, mismatch_id) "
+                        f"AND (CAST(:after_id AS uuid) IS NULL OR ({_SEVERITY_RANK}, kind, mismatch_id) "
                         "    > (:after_rank, :after_kind, CAST(:after_id AS uuid))) "
                         f"ORDER BY {_SEVERITY_RANK}, kind, mismatch_id LIMIT :limit"
                     ),

@@ -48,7 +48,7 @@ from services.common.kafka import create_consumer, create_producer
 from services.common.metrics import MetricsServer, ServiceMetrics
 from services.common.migrations import database_name
 from services.common.relay import OutboxRelay
-from services.common.runtime import ServiceProcess
+from services.common.runtime import BackgroundLoop, ServiceProcess
 from services.payment.entrypoints.main import PaymentSettings, create_service
 from tests.fixtures import (
     API_KEYS,
@@ -374,11 +374,14 @@ async def test_health_is_not_serving_while_the_database_is_unreachable(migrated:
     monitor = DependencyMonitor(
         [database_probe(engine), broker_probe(producer)], metrics, interval_s=0.2, timeout_s=1.0
     )
+    relay = OutboxRelay(
+        engine, producer, service="payment", bootstrap_servers=migrated.kafka_bootstrap_servers, poll_interval_s=0.05
+    )
     process = ServiceProcess(
         server=server,
         health_servicer=health_servicer,
         service_names=["settle.payment.v1.PaymentService"],
-        loops=[],
+        loops=[BackgroundLoop("outbox-relay", relay.run, relay.stop)],
         grace_s=1,
         dependencies=monitor,
     )
@@ -409,9 +412,16 @@ async def test_health_is_not_serving_while_the_database_is_unreachable(migrated:
         assert await status_is(not_serving, "settle.payment.v1.PaymentService")()
         assert (up("postgres"), up("kafka")) == (0, 1)
 
+        await asyncio.sleep(1)  # the relay meets the outage too, and must wait it out, not end the process
+        assert not task.done()
+
         await proxy.restore()
         await eventually(status_is(serving), timeout_s=15)
         assert up("postgres") == 1
+        order_id = str(uuid.uuid4())
+        async with engine.begin() as connection:
+            await outbox.append(connection, [_requested(order_id)])
+        await read_until(migrated, PAYMENT_ORDER_REQUESTED, lambda found: len(found) == 1, keys={order_id.encode()})
     finally:
         await channel.close()
         process.request_stop()

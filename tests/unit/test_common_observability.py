@@ -73,7 +73,7 @@ def test_metric_families_are_named_settle_and_labelled_by_service() -> None:
     bucket = 'code="NOT_FOUND",le="0.005",method="settle.payment.v1.PaymentService/GetPayment",service="payment"'
     assert f"settle_rpc_duration_seconds_bucket{{{bucket}}} 1.0" in exposition
     names = {line.split()[2] for line in exposition.splitlines() if line.startswith("# TYPE")}
-    assert all(name.startswith("settle_") for name in names)
+    assert all(name.startswith(("settle_", "process_")) for name in names)
 
 
 @pytest.fixture

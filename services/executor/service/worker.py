@@ -159,9 +159,11 @@ class ExecutionWorker(Generic[OrderT]):
         for attempt in attempts:
             if attempt.claim.order.execution_id not in recorded_ids:
                 with self._calls.log_context(attempt.claim.order):
-                    # The claim went stale and was released (whoever holds it now records instead), or a
-                    # PSP webhook recorded the PSP's word first (service/webhooks.py).
-                    log.warning(
+                    # Harmless either way, so not a warning: the claim went stale and was released (already
+                    # warned by release_stale_claims; whoever holds it now records instead), or, most often,
+                    # a PSP webhook recorded the PSP's word first (service/webhooks.py), the same answer
+                    # under the same idempotency key.
+                    log.info(
                         "claim lost before its outcome was recorded (released as stale, or completed by a PSP "
                         "webhook); outcome %s dropped",
                         attempt.outcome.status,
