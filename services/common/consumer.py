@@ -51,7 +51,6 @@ from services.common.transient_errors import is_infrastructure_error, next_backo
 log = logging.getLogger(__name__)
 
 
-
 class EventRejected(Exception):
     """Raised by a handler for an event that can never be applied (it goes to the DLQ)."""
 

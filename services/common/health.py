@@ -68,6 +68,11 @@ class ServingStatus:
         self._dependencies_up = dependencies_up
         self._published: bool | None = None
 
+    @property
+    def is_serving(self) -> bool:
+        """What was last published: the readiness an HTTP probe sees (Kubernetes probes cannot speak TLS)."""
+        return bool(self._published)
+
     async def started(self) -> None:
         self._started = True
         await self._publish()

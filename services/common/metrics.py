@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -80,8 +81,9 @@ class ServiceMetrics:
 class MetricsServer:
     """Serves the registry at http://host:port/metrics until stopped (a BackgroundLoop)."""
 
-    def __init__(self, metrics: ServiceMetrics, host: str, port: int) -> None:
+    def __init__(self, metrics: ServiceMetrics, host: str, port: int, ready: Callable[[], bool] = lambda: True) -> None:
         self._metrics = metrics
+        self._ready = ready
         self._host = host
         self._port = port
         self._stopping = asyncio.Event()
@@ -93,6 +95,11 @@ class MetricsServer:
     async def run(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._scrape)
+        # Plain-HTTP probes for orchestrators, beside the TLS-only gRPC port: /livez answers while the
+        # event loop runs (a dependency outage must not get the process restarted), /readyz follows the
+        # gRPC health status (started, PostgreSQL and Kafka reachable, not shutting down).
+        app.router.add_get("/livez", self._live)
+        app.router.add_get("/readyz", self._readiness)
         # A scrape takes milliseconds: shutdown need not wait the default minute for one in flight.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -106,6 +113,12 @@ class MetricsServer:
         finally:
             await runner.cleanup()
             sock.close()
+
+    async def _live(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readiness(self, _: web.Request) -> web.Response:
+        return web.Response(text="ready\n") if self._ready() else web.Response(status=503, text="not ready\n")
 
     async def _scrape(self, _: web.Request) -> web.Response:
         # Collecting reads in-memory values only (gauges are sampled by their own loop), so it is cheap

@@ -40,6 +40,8 @@ class Platform:
     metrics: ServiceMetrics
     gauges: GaugeSampler
     loops: list[BackgroundLoop] = field(default_factory=list)
+    # What /readyz reports: not ready until the process exists (build_process), then its health status.
+    readiness: Callable[[], bool] = lambda: False
 
     @classmethod
     def create(cls, service: str, settings: ServiceSettings) -> Platform:
@@ -64,7 +66,12 @@ class Platform:
         platform = cls(service, settings, engine, producer, relay, metrics, GaugeSampler(engine, metrics))
         # Observability loops first: shutdown stops loops in reverse order, so they outlive the others.
         if settings.metrics_port:
-            server = MetricsServer(metrics, settings.metrics_host or settings.grpc_host, settings.metrics_port)
+            server = MetricsServer(
+                metrics,
+                settings.metrics_host or settings.grpc_host,
+                settings.metrics_port,
+                ready=lambda: platform.readiness(),  # noqa: PLW0108 - late bound: build_process sets it
+            )
             platform.loops.append(BackgroundLoop("metrics-http", server.run, server.stop))
         platform.loops.append(BackgroundLoop("gauges", platform.gauges.run, platform.gauges.stop))
         platform.add_gauge_query("outbox", relay.sample_backlog)
@@ -136,6 +143,7 @@ class Platform:
             cleanup=[self.close],
             dependencies=DependencyMonitor([database_probe(self.engine), broker_probe(self.producer)], self.metrics),
         )
+        self.readiness = lambda: process.serving.is_serving
         return process, port
 
     async def start(self) -> None:

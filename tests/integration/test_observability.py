@@ -147,6 +147,10 @@ async def test_rpcs_are_timed_by_method_and_code_and_the_platform_gauges_are_ser
         assert {sample_labels["le"] for sample_labels, _ in buckets} >= {"0.005", "1.0", "+Inf"}
     # Health checks are probes, not traffic.
     assert not _samples(served, "settle_rpc_requests_total", method="grpc.health.v1.Health/Check")
+    # Plain-HTTP probes beside the TLS gRPC port, for orchestrators that cannot speak TLS to gRPC.
+    for path, body in [("/livez", "ok\n"), ("/readyz", "ready\n")]:
+        async with http.get(f"http://127.0.0.1:{payment.metrics_port}{path}") as response:
+            assert (response.status, await response.text()) == (200, body)
 
     async def platform_metrics_served() -> bool:
         exposition = await _scrape(http, payment.metrics_port)

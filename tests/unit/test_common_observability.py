@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2
@@ -14,10 +15,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import generate_latest
 
+from services.cli.stack import free_port
 from services.common import otel, tracing
 from services.common.client_telemetry import _ClientTelemetry
 from services.common.health import DependencyMonitor, Probe, ServingStatus
-from services.common.metrics import ServiceMetrics
+from services.common.metrics import MetricsServer, ServiceMetrics
 
 INCOMING = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -146,3 +148,24 @@ def test_with_tracing_calls_go_out_under_a_client_span(spans: InMemorySpanExport
     assert span.kind == SpanKind.CLIENT and span.name == "settle.x.v1.X/Get"
     assert span.context is not None and sent is not None
     assert (sent.trace_id, sent.span_id) == ("a" * 32, f"{span.context.span_id:016x}")
+
+
+async def test_http_probes_live_while_running_and_ready_only_when_the_health_says_so() -> None:
+    ready = False
+    port = free_port()
+    server = MetricsServer(ServiceMetrics("wallet"), "127.0.0.1", port, ready=lambda: ready)
+    task = asyncio.create_task(server.run())
+    await asyncio.wait_for(server.listening.wait(), timeout=5)
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def status(path: str) -> int:
+                async with http.get(f"http://127.0.0.1:{port}{path}") as response:
+                    return response.status
+
+            assert (await status("/livez"), await status("/readyz")) == (200, 503)
+            ready = True
+            assert (await status("/livez"), await status("/readyz")) == (200, 200)
+    finally:
+        server.stop()
+        await task

@@ -44,9 +44,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S_DIR = DEPLOY / "k8s"
 SERVICES = ("payment", "executor", "wallet", "ledger", "reconciliation")
-# The newest Kubernetes whose schemas kubernetes-validate bundles; the probes' `mode: TLS` needs it.
+# The newest Kubernetes whose schemas kubernetes-validate bundles, and the oldest still supported.
 K8S_VERSION = "1.37"
-# Without `mode: TLS` the manifests are valid for clusters this old (see the test of that name).
 K8S_OLDEST_VERSION = "1.33"
 # Names of settings whose values are secrets: they may only come from a Secret (mounted file or
 # secretKeyRef), never from a literal. `<NAME>_FILE` variables hold paths and are fine.
@@ -580,14 +579,9 @@ def test_manifest_validation_is_strict() -> None:
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
 
 
-def test_only_the_tls_probe_mode_needs_kubernetes_1_37() -> None:
-    """docs/DEPLOY.md promises older clusters work once the probes' `mode` is replaced."""
-    for _, document in k8s_documents():
-        older = copy.deepcopy(document)
-        for container in older.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
-            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                container.get(probe, {}).get("grpc", {}).pop("mode", None)
-        kubernetes_validate.validate(older, K8S_OLDEST_VERSION, strict=True)
+@pytest.mark.parametrize(("file", "document"), k8s_documents())
+def test_manifest_is_valid_for_the_oldest_supported_kubernetes(file: str, document: dict[str, Any]) -> None:
+    kubernetes_validate.validate(document, K8S_OLDEST_VERSION, strict=True)
 
 
 def test_there_is_one_deployment_per_service_and_one_migration_job() -> None:
@@ -607,8 +601,14 @@ def test_deployment_is_production_ready(service: str) -> None:
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     assert container["args"] == [service]
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        assert container[probe]["grpc"]["port"] == 50051, probe
+    # HTTP probes on the metrics port: the gRPC port is TLS only, which the kubelet's probes cannot speak.
+    # Liveness must not follow the dependencies, or an outage of PostgreSQL or Kafka restarts every pod.
+    probes = {probe: container[probe]["httpGet"] for probe in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes == {
+        "startupProbe": {"path": "/livez", "port": "metrics"},
+        "readinessProbe": {"path": "/readyz", "port": "metrics"},
+        "livenessProbe": {"path": "/livez", "port": "metrics"},
+    }
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind]), kind
     assert pod["securityContext"]["runAsNonRoot"] is True
