@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,8 @@ class ServiceProcess:
             raise SystemExit(1)
 
     async def shutdown(self, tasks: dict[asyncio.Task[None], BackgroundLoop]) -> None:
+        started = time.monotonic()
+        log.info("shutting down: NOT_SERVING, finishing RPCs and loops within %.0f s each", self.grace_s)
         await self.serving.stopping()
         await self.server.stop(self.grace_s)
         # Loops are stopped in reverse order of registration: consumers before the relay that drains.
@@ -94,3 +97,11 @@ class ServiceProcess:
                 log.info("loop %s ended with %s (already reported)", item.name, type(error).__name__)
         for close in self.cleanup:
             await close()
+        cancelled = [item.name for task, item in tasks.items() if task.cancelled()]
+        log.info(
+            "shut down in %.1f s: %s",
+            time.monotonic() - started,
+            f"cancelled after the grace period: {', '.join(cancelled)}"
+            if cancelled
+            else "every RPC and loop finished, the outbox drained",
+        )

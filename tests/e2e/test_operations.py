@@ -64,6 +64,8 @@ class Shutdown:
         if self.duration_s > self.grace_s:
             found.append(f"took {self.duration_s:.1f} s, over the {self.grace_s:g} s grace period")
         found += [f"logged {line}" for line in self.log_lines if _is_error(line)]
+        if not any("every RPC and loop finished, the outbox drained" in line for line in self.log_lines):
+            found.append("did not log a complete drain")
         backlog = self.status["outbox"][self.service]["unpublished"]
         if backlog:
             found.append(f"left {backlog} outbox rows unpublished")
