@@ -35,14 +35,8 @@ def consuming(events: Sequence[InboundEvent], group_id: str) -> Iterator[None]:
             )
         )
     ]
-    try:
+    with otel.ending(spans):
         yield
-    except BaseException as error:
-        for span in spans:
-            otel.end(span, error)
-        raise
-    for span in spans:
-        otel.end(span)
 
 
 def _attributes(event: InboundEvent, group_id: str) -> otel.Attributes:

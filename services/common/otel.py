@@ -97,6 +97,19 @@ def end(span: Span, error: BaseException | str | None = None) -> None:
 
 
 @contextmanager
+def ending(spans: list[Span]) -> Iterator[None]:
+    """Ends every span in `spans` after the block, marked failed with the exception if the block raised."""
+    try:
+        yield
+    except BaseException as error:
+        for span in spans:
+            end(span, error)
+        raise
+    for span in spans:
+        end(span)
+
+
+@contextmanager
 def continued(name: str, kind: SpanKind, traceparent: str, attributes: Attributes | None = None) -> Iterator[None]:
     """The work on an incoming request or event, for the block: off, the trace is continued as before
     (tracing.continue_trace); on, a span child of `traceparent` is the trace in progress, then ended."""

@@ -113,7 +113,7 @@ class OutboxRelay:
             crash_point(RELAY_BEFORE_PUBLISH)
             deliveries = []
             spans: list[Span] = []
-            try:
+            with otel.ending(spans):
                 for row in rows:
                     headers = self._traced(row.topic, row.headers, spans)
                     deliveries.append(
@@ -123,12 +123,6 @@ class OutboxRelay:
                     )
                 # Wait for every acknowledgement before marking: a row is marked only once Kafka has it.
                 await asyncio.gather(*deliveries)
-            except BaseException as error:
-                for span in spans:
-                    otel.end(span, error)
-                raise
-            for span in spans:
-                otel.end(span)
             crash_point(RELAY_AFTER_PUBLISH)
             await connection.execute(
                 text("UPDATE outbox SET published_at = now() WHERE seq = ANY(:seqs)"),
