@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import grpc
+from pydantic_settings import SettingsError
 
 from services.cli import audit, dlq, keys, ledger_export, payouts, reconcile, refund, status
 from services.cli.chaos import CHAOS_ENV, ChaosDriver, ChaosReport, sweep
@@ -25,6 +26,7 @@ from services.cli.nightly_demo import reconcile_today
 from services.cli.stack import Stack, StackError, start_stack
 from services.common.infra import InfrastructureError, choose_mode
 from services.common.migrations import upgrade
+from services.common.secret_files import env_or_file
 
 
 def _banner(stack: Stack) -> str:
@@ -190,10 +192,15 @@ def cmd_migrate(options: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    url = os.environ.get("SETTLE_DATABASE_URL")
+    try:
+        url = env_or_file("SETTLE_DATABASE_URL")
+    except SettingsError as error:
+        print(f"settle migrate: {error}", file=sys.stderr)
+        return 2
     if not url:
         print(
-            "settle migrate needs SETTLE_DATABASE_URL (settle up migrates embedded PostgreSQL itself)",
+            "settle migrate needs SETTLE_DATABASE_URL or SETTLE_DATABASE_URL_FILE "
+            "(settle up migrates embedded PostgreSQL itself)",
             file=sys.stderr,
         )
         return 2

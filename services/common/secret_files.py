@@ -59,3 +59,14 @@ def _read(variable: str, path: Path) -> str:
     if len(content) > _MAX_FILE_BYTES:
         raise SettingsError(f"{variable}: {path} is larger than {_MAX_FILE_BYTES} bytes")
     return content.decode().strip()
+
+
+def env_or_file(variable: str) -> str | None:
+    """`variable` from the environment or from the file `<variable>_FILE` names, for code that reads one
+    setting without a settings class (`settle migrate`); None when neither is set."""
+    path = os.environ.get(f"{variable}_FILE")
+    if path is None:
+        return os.environ.get(variable)
+    if variable in os.environ:
+        raise SettingsError(f"{variable} and {variable}_FILE are both set; give one of them")
+    return _read(f"{variable}_FILE", Path(path))

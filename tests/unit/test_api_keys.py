@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from services.cli import api_key_store, keys
 from services.cli.api_key_store import ApiKeys, KeyStoreError
@@ -19,6 +20,7 @@ from services.common import api_keys
 from services.common.api_keys import ApiKeyAuthority, ApiKeyRecord, hash_key
 from services.common.config import ServiceSettings, load_settings
 from services.common.errors import Unauthenticated
+from services.common.secret_files import env_or_file
 from services.executor.config import ExecutorSettings
 from services.reconciliation.config import ReconciliationSettings
 
@@ -201,3 +203,17 @@ def test_local_tls_files_are_private_reused_and_name_every_service(tmp_path: Pat
     before = {path.name: path.read_bytes() for path in files.directory.iterdir()}
     ensure_local_tls(tmp_path / "tls", ["payment", "ledger"])
     assert {path.name: path.read_bytes() for path in files.directory.iterdir()} == before
+
+
+def test_one_setting_without_a_settings_class_also_comes_from_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "url").write_text("postgresql://db.internal/postgres\n")
+    monkeypatch.delenv("SETTLE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("SETTLE_DATABASE_URL_FILE", raising=False)
+    assert env_or_file("SETTLE_DATABASE_URL") is None
+    monkeypatch.setenv("SETTLE_DATABASE_URL_FILE", str(tmp_path / "url"))
+    assert env_or_file("SETTLE_DATABASE_URL") == "postgresql://db.internal/postgres"
+    monkeypatch.setenv("SETTLE_DATABASE_URL", "postgresql://other/postgres")
+    with pytest.raises(SettingsError, match="both set"):
+        env_or_file("SETTLE_DATABASE_URL")
