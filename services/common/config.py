@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal, Self, TypeVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from services.common import crash_points
 from services.common.api_keys import KNOWN_SCOPES, ApiKeyRecord, check_unique
+from services.common.kafka import KafkaSecurity, SaslMechanism, SecurityProtocol
 from services.common.secret_files import SecretFilesSource
 
 __all__ = ["KNOWN_SCOPES", "ServiceSettings", "load_settings"]
@@ -55,6 +56,15 @@ class ServiceSettings(BaseSettings):
     # How long the broker waits for a silent consumer before giving its partitions to others. A
     # member killed without leaving holds its partitions that long, also against its own restart.
     kafka_session_timeout_ms: Annotated[int, Field(ge=1000, le=300_000)] = 10_000
+    # How the clients reach the brokers. A managed cluster wants SSL (with a client certificate for
+    # mutual TLS) or SASL_SSL; PLAINTEXT is for the embedded broker and private test networks.
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_ssl_ca_file: Path | None = None  # None: the system's trusted roots
+    kafka_ssl_cert_file: Path | None = None
+    kafka_ssl_key_file: Path | None = None
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")  # or SETTLE_KAFKA_SASL_PASSWORD_FILE
     # Fault injection only (see services/common/crash_points.py): e.g. "relay.after_publish@3".
     crash_points: str = ""
 
@@ -73,6 +83,35 @@ class ServiceSettings(BaseSettings):
     def _keys_are_unique(cls, value: list[ApiKeyRecord]) -> list[ApiKeyRecord]:
         check_unique(value)
         return value
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Self:
+        uses_sasl = self.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+        if uses_sasl and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"SETTLE_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs SETTLE_KAFKA_SASL_MECHANISM, "
+                "SETTLE_KAFKA_SASL_USERNAME and SETTLE_KAFKA_SASL_PASSWORD (or its _FILE)"
+            )
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("SETTLE_KAFKA_SSL_CERT_FILE and SETTLE_KAFKA_SSL_KEY_FILE go together")
+        uses_tls = self.kafka_security_protocol in ("SSL", "SASL_SSL")
+        files = (self.kafka_ssl_ca_file, self.kafka_ssl_cert_file, self.kafka_ssl_key_file)
+        if not uses_tls and any(files):
+            raise ValueError("SETTLE_KAFKA_SSL_* files need SETTLE_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL")
+        return self
+
+    def kafka_security(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            ca_file=self.kafka_ssl_ca_file,
+            cert_file=self.kafka_ssl_cert_file,
+            key_file=self.kafka_ssl_key_file,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password.get_secret_value(),
+        )
 
     @model_validator(mode="after")
     def _tls_files_are_given(self) -> Self:

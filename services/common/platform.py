@@ -52,12 +52,15 @@ class Platform:
             service_database_url(settings.database_url, database_name(service)),
             pool_size=settings.db_pool_size,
         )
-        producer = create_producer(settings.kafka_bootstrap_servers, client_id=f"settle-{service}")
+        producer = create_producer(
+            settings.kafka_bootstrap_servers, client_id=f"settle-{service}", security=settings.kafka_security()
+        )
         relay = OutboxRelay(
             engine,
             producer,
             service=service,
             bootstrap_servers=settings.kafka_bootstrap_servers,
+            security=settings.kafka_security(),
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_ms / 1000,
             retention=timedelta(hours=settings.outbox_retention_hours),
@@ -97,6 +100,7 @@ class Platform:
             topics=list(topics),
             client_id=group_id,
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            security=self.settings.kafka_security(),
         )
 
         def committed() -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.common import otel
 from services.common.crash_points import RELAY_AFTER_PUBLISH, RELAY_BEFORE_PUBLISH, crash_point
 from services.common.events import HEADER_TRACEPARENT
+from services.common.kafka import PLAINTEXT, KafkaSecurity
 from services.common.metrics import ServiceMetrics
 from services.common.transient_errors import is_infrastructure_error, next_backoff
 
@@ -41,6 +42,7 @@ class OutboxRelay:
         *,
         service: str,
         bootstrap_servers: str,
+        security: KafkaSecurity = PLAINTEXT,
         batch_size: int = 1000,
         poll_interval_s: float = 0.1,
         retention: timedelta = timedelta(days=7),
@@ -48,6 +50,7 @@ class OutboxRelay:
     ) -> None:
         self._engine = engine
         self._producer = producer
+        self._security = security
         self._service = service
         self._bootstrap_servers = bootstrap_servers
         self._batch_size = batch_size
@@ -193,7 +196,9 @@ class OutboxRelay:
             CONTROL_TOPIC, value=b"relay-started", key=self._service.encode(), partition=0
         )
         partition = TopicPartition(CONTROL_TOPIC, 0)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap_servers, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap_servers, enable_auto_commit=False, **self._security.client_options()
+        )
         await consumer.start()
         try:
             consumer.assign([partition])
