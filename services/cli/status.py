@@ -1,10 +1,10 @@
 """`settle status`: one screen on a running Settle, and whether anything needs an operator.
 
 It asks each service's gRPC health check (and whether the process `settle up` recorded is alive),
-Kafka for consumer lag and dead letters (offsets only), and each service database, read-only, for the
-outbox backlog, the executor's executions by state and reconciliation's latest runs (status_report.py
-says what needs attention). Exit code 0 when healthy, 1 when something needs attention (each reason is
-printed, naming the runbook), 2 when there is no running Settle to look at.
+Kafka for consumer lag and for dead letters, unhandled and handled (offsets only), and each service
+database, read-only, for the outbox backlog, the executor's executions by state and reconciliation's
+latest runs (status_report.py says what needs attention). Exit code 0 when healthy, 1 when something
+needs attention (each reason is printed, naming the runbook), 2 when there is no running Settle to look at.
 """
 
 from __future__ import annotations
@@ -92,10 +92,14 @@ def _service_lines(report: StatusReport) -> list[str]:
 
 
 def _dead_letters_line(report: StatusReport) -> str:
+    """Unhandled dead letters per topic, then (information only) those replayed or acknowledged."""
     if report.kafka is None:
         return "dead letters: unknown"
-    counts = "   ".join(f"{topic} {count}" for topic, count in report.kafka.dead_letters.items() if count)
-    return f"dead letters: {counts or 'none'}"
+    unhandled, handled = (
+        "   ".join(f"{topic} {count}" for topic, count in counts.items() if count)
+        for counts in (report.kafka.dead_letters, report.kafka.handled_dead_letters)
+    )
+    return f"dead letters: {unhandled or 'none'}" + (f"; handled: {handled}" if handled else "")
 
 
 def _states(counts: Executions) -> str:

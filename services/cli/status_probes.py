@@ -1,21 +1,22 @@
 """The live views behind `settle status` (status.py): each service's gRPC health and process, and
-Kafka's consumer lag and dead letters."""
+Kafka's consumer lag and dead letters (unhandled and handled)."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.cli.dlq_letters import HANDLED_GROUP
 from services.cli.endpoints import Endpoints
+from services.cli.kafka_topics import Bounds, committed_offsets, existing_partitions, kafka_readers, log_bounds
 from services.executor.entrypoints.consumer import TOPICS as EXECUTOR_TOPICS
 from services.ledger.entrypoints.consumer import TOPICS as LEDGER_TOPICS
 from services.payment.entrypoints.consumer import TOPICS as PAYMENT_TOPICS
@@ -51,7 +52,10 @@ class ServiceState:
 @dataclass(frozen=True, slots=True)
 class KafkaView:
     consumer_lag: dict[str, int]  # consumer group → messages between its committed offsets and the ends
-    dead_letters: dict[str, int]  # `<topic>.dlq` → messages in it, for the DLQ topics that exist
+    # For the DLQ topics that exist, `<topic>.dlq` → its dead letters nobody has dealt with yet, and
+    # those replayed or acknowledged (`settle dlq`), which stay until retention removes them.
+    dead_letters: dict[str, int]
+    handled_dead_letters: dict[str, int] = field(default_factory=dict)
 
 
 def pid_alive(pid: int) -> bool:
@@ -97,65 +101,24 @@ async def _health(endpoints: Endpoints, name: str, timeout_s: float) -> str:
 
 
 async def kafka_view(bootstrap_servers: str, dlq_topics: Sequence[str]) -> KafkaView:
-    """Lag of every Settle consumer group and the size of every DLQ topic, from offsets only: nothing
-    is read, no group is joined and no offset is committed."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, client_id="settle-status", request_timeout_ms=_KAFKA_REQUEST_TIMEOUT_MS
-    )
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        client_id="settle-status",
-        request_timeout_ms=_KAFKA_REQUEST_TIMEOUT_MS,
-    )
-    await admin.start()
-    try:
-        await consumer.start()
-        try:
-            return await _read_offsets(admin, consumer, dlq_topics)
-        finally:
-            await consumer.stop()
-    finally:
-        await admin.close()
+    """Lag of every Settle consumer group and the dead letters of every DLQ topic, handled or not, from
+    offsets only: nothing is read, no group is joined and no offset is committed."""
+    async with kafka_readers(bootstrap_servers, "settle-status", _KAFKA_REQUEST_TIMEOUT_MS) as (admin, consumer):
+        topics = {*dlq_topics, *(topic for group_topics in CONSUMER_GROUPS.values() for topic in group_topics)}
+        bounds = await log_bounds(consumer, await existing_partitions(admin, sorted(topics)))
+        lag = {
+            group: await _unread(admin, group, {p: b for p, b in bounds.items() if p.topic in group_topics})
+            for group, group_topics in CONSUMER_GROUPS.items()
+        }
+        dlq_bounds = {p: b for p, b in bounds.items() if p.topic in dlq_topics}
+        handled = await committed_offsets(admin, HANDLED_GROUP, list(dlq_bounds))
+    # A dead letter is unhandled from the handled group's offset on, as a message is unread from a group's.
+    present = sorted({p.topic for p in dlq_bounds})
+    unhandled = {t: sum(b.unread(handled.get(p)) for p, b in dlq_bounds.items() if p.topic == t) for t in present}
+    total = {t: sum(b.size for p, b in dlq_bounds.items() if p.topic == t) for t in present}
+    return KafkaView(lag, unhandled, {topic: total[topic] - unhandled[topic] for topic in present})
 
 
-async def _read_offsets(admin: Any, consumer: Any, dlq_topics: Sequence[str]) -> KafkaView:
-    # Partitions from the metadata of all topics: naming a missing topic could have the broker create
-    # it, and a DLQ topic is meant to appear only with its first dead letter.
-    described = await admin.describe_topics()
-    partitions = {topic["topic"]: sorted(p["partition"] for p in topic["partitions"]) for topic in described}
-    topics = {*dlq_topics, *(topic for group_topics in CONSUMER_GROUPS.values() for topic in group_topics)}
-    watched = [TopicPartition(topic, partition) for topic in sorted(topics) for partition in partitions.get(topic, ())]
-    starts: dict[TopicPartition, int] = await consumer.beginning_offsets(watched)
-    ends: dict[TopicPartition, int] = await consumer.end_offsets(watched)
-    lag = {
-        group: await _group_lag(admin, group, [tp for tp in watched if tp.topic in group_topics], starts, ends)
-        for group, group_topics in CONSUMER_GROUPS.items()
-    }
-    dead_letters = {
-        topic: sum(ends[tp] - starts[tp] for tp in watched if tp.topic == topic)
-        for topic in dlq_topics
-        if topic in partitions
-    }
-    return KafkaView(lag, dead_letters)
-
-
-async def _group_lag(
-    admin: Any,
-    group: str,
-    partitions: list[TopicPartition],
-    starts: Mapping[TopicPartition, int],
-    ends: Mapping[TopicPartition, int],
-) -> int:
-    if not partitions:
-        return 0
-    # Partitions named explicitly: the embedded broker cannot answer "all of the group's offsets".
-    committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-    behind = 0
-    for partition in partitions:
-        offset = committed.get(partition)
-        # -1: the group never committed here, so it will start from the earliest offset it can read.
-        position = offset.offset if offset is not None and offset.offset >= 0 else starts[partition]
-        behind += max(0, ends[partition] - max(position, starts[partition]))
-    return behind
+async def _unread(admin: Any, group: str, bounds: Mapping[TopicPartition, Bounds]) -> int:
+    committed = await committed_offsets(admin, group, list(bounds))
+    return sum(partition_bounds.unread(committed.get(partition)) for partition, partition_bounds in bounds.items())

@@ -2,8 +2,10 @@
 
 Needs attention: a service not SERVING; a source that cannot be read; an outbox row unpublished for
 longer than the backlog threshold; an UNKNOWN execution or an EXECUTING one claimed longer ago than the
-stuck threshold; any dead letter. Consumer lag and open reconciliation mismatches are shown, not judged:
-lag comes and goes with load, and mismatches are finance's queue (docs/runbooks/reconciliation-breaks.md).
+stuck threshold; any dead letter nobody has replayed or acknowledged yet (`settle dlq`). Consumer lag,
+handled dead letters and open reconciliation mismatches are shown, not judged: lag comes and goes with
+load, handled dead letters stay until retention removes them, and mismatches are finance's queue
+(docs/runbooks/reconciliation-breaks.md).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.cli import status_queries as queries
 from services.cli.audit_checks import read_only, service_urls
-from services.cli.dlq import DLQ_TOPICS
+from services.cli.dlq_letters import DLQ_TOPICS
 from services.cli.endpoints import SERVICES, Endpoints
 from services.cli.status_probes import KafkaView, ServiceState, kafka_view, service_state
 
@@ -71,6 +73,7 @@ class StatusReport:
                 for kind, counts in view.executions.items()
             },
             "dead_letters": self.kafka.dead_letters if self.kafka else None,
+            "handled_dead_letters": self.kafka.handled_dead_letters if self.kafka else None,
             "reconciliation": _reconciliation_json(self.databases.get("reconciliation")),
             "unreadable": self.unreadable,
             "thresholds": asdict(self.thresholds),
@@ -160,7 +163,7 @@ def needs_attention(report: StatusReport) -> list[str]:
     ]
     if report.kafka:
         found += [
-            f"{topic}: {count} dead letters (`settle dlq list`; docs/runbooks/dlq-replay.md)"
+            f"{topic}: {count} unhandled dead letters (`settle dlq list`; docs/runbooks/dlq-replay.md)"
             for topic, count in report.kafka.dead_letters.items()
             if count
         ]

@@ -30,6 +30,14 @@ class ExecutionStatus(StrEnum):
         return self in (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED)
 
 
+class ExecutionKind(StrEnum):
+    """What an execution moves money for; each kind has its own table and its own id (the PSP key)."""
+
+    CHARGE = "charge"  # keyed by the payment order id
+    REFUND = "refund"  # keyed by the refund id
+    PAYOUT = "payout"  # keyed by the payout id
+
+
 STUCK_STATUSES = (ExecutionStatus.EXECUTING, ExecutionStatus.UNKNOWN)
 # Failure codes of executions the PSP gave no definite word on.
 OUTCOME_UNKNOWN = "psp_outcome_unknown"  # may have charged: retried with the same key, then parked
@@ -47,6 +55,9 @@ class ExecutableOrder(Protocol):
     def execution_id(self) -> str:
         """The canonical lower-case UUID that keys the execution and is the PSP idempotency key."""
         ...
+
+    @property
+    def kind(self) -> ExecutionKind: ...
 
     @property
     def traceparent(self) -> str: ...
@@ -82,6 +93,10 @@ class ChargeOrder:
     def execution_id(self) -> str:
         return self.payment_order_id
 
+    @property
+    def kind(self) -> ExecutionKind:
+        return ExecutionKind.CHARGE
+
 
 @dataclass(frozen=True, slots=True)
 class RefundOrder:
@@ -101,6 +116,10 @@ class RefundOrder:
     def execution_id(self) -> str:
         return self.refund_id
 
+    @property
+    def kind(self) -> ExecutionKind:
+        return ExecutionKind.REFUND
+
 
 @dataclass(frozen=True, slots=True)
 class PayoutOrder:
@@ -117,6 +136,10 @@ class PayoutOrder:
     @property
     def execution_id(self) -> str:
         return self.payout_id
+
+    @property
+    def kind(self) -> ExecutionKind:
+        return ExecutionKind.PAYOUT
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """`settle dlq` on the real broker: listing dead letters, replaying them under deterministic event ids,
-the CLI glue, and a dead letter written by a real consumer (the executor's) replayed past its dedupe."""
+recording what was dealt with (replayed or acknowledged) so that `settle status` stops counting it, the
+CLI glue, and a dead letter written by a real consumer (the executor's) replayed past its dedupe."""
 
 from __future__ import annotations
 
@@ -12,19 +13,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from settle.common.v1.money_pb2 import Money
 from settle.events.v1 import events_pb2
 
-from services.cli.dlq import (
+from services.cli.dlq import add_parser
+from services.cli.dlq_handled import Action, read_audit
+from services.cli.dlq_letters import (
+    HANDLED_GROUP,
     HEADER_REPLAY_OF,
     REPLAY_NAMESPACE,
     DeadLetter,
-    add_parser,
     list_dead_letters,
     replay,
 )
 from services.cli.endpoints import ApiKeys, Endpoints
+from services.cli.status_probes import kafka_view
 from services.common.events import (
     HEADER_DLQ_CONSUMER,
     HEADER_DLQ_ERROR,
@@ -281,11 +286,16 @@ async def test_settle_dlq_replay_dry_run_publishes_nothing_and_a_replay_says_whe
     expected = f"{dead_letter.id} to {source} as event {dead_letter.replay_event_id}"
 
     assert await _settle("dlq", "replay", "--all", "--topic", source, "--dry-run") == 0
-    assert capsys.readouterr().out.strip() == f"would replay {expected}"
+    assert capsys.readouterr().out.splitlines() == [
+        f"would replay {expected}",
+        f"{dead_letter.topic}/{dead_letter.partition}: every dead letter before offset {dead_letter.offset + 1} "
+        "would be handled",
+    ]
     assert source not in await _topics(infra)
+    assert not (await _only(infra, source)).handled  # a dry run records nothing either
 
     assert await _settle("dlq", "replay", dead_letter.id) == 0
-    assert capsys.readouterr().out.strip() == f"replayed {expected}"
+    assert capsys.readouterr().out.splitlines()[0] == f"replayed {expected}"
     [record] = await _replayed(infra, source, key, 1)
     assert _headers(record)[HEADER_EVENT_ID] == dead_letter.replay_event_id
 
@@ -336,3 +346,118 @@ async def test_a_real_consumers_dead_letter_is_listed_and_its_replay_passes_the_
         marker_id = await publish(producer, PAYMENT_ORDER_REQUESTED, order_id, _request(order_id, amount_minor=0))
         found = await _dead_letters_of(migrated, order_id, 3)
         assert [d.event_id for d in found] == [original_id, replay_id, marker_id]
+
+
+async def _handled_offset(infra: Infrastructure, dead_letter: DeadLetter) -> int:
+    """HANDLED_GROUP's committed offset in the dead letter's partition, read as any Kafka tool would."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        partition = TopicPartition(dead_letter.topic, dead_letter.partition)
+        offsets = await admin.list_consumer_group_offsets(HANDLED_GROUP, partitions=[partition])
+        return int(offsets[partition].offset)
+    finally:
+        await admin.close()
+
+
+async def _dead_letters_on_one_partition(
+    producer: AIOKafkaProducer, infra: Infrastructure, source: str
+) -> list[DeadLetter]:
+    key = str(uuid.uuid4())  # one key, so one partition: their order is their offsets'
+    for offset in range(3):
+        await _write_dead_letter(producer, source, key, offset=offset)
+    listed = await list_dead_letters(infra.kafka_bootstrap_servers, [source])
+    assert len(listed) == 3 and len({d.partition for d in listed}) == 1 and not any(d.handled for d in listed)
+    return listed
+
+
+async def _unhandled_ids(infra: Infrastructure, source: str) -> list[str]:
+    return [d.id for d in await list_dead_letters(infra.kafka_bootstrap_servers, [source], unhandled_only=True)]
+
+
+@pytest.mark.usefixtures("kafka_env")
+async def test_replayed_dead_letters_are_recorded_as_handled_and_status_stops_counting_them(
+    infra: Infrastructure, producer: AIOKafkaProducer, source: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second, third = await _dead_letters_on_one_partition(producer, infra, source)
+    before = await kafka_view(infra.kafka_bootstrap_servers, [dlq_topic(source)])
+    assert (before.dead_letters, before.handled_dead_letters) == ({dlq_topic(source): 3}, {dlq_topic(source): 0})
+
+    assert await _settle("dlq", "replay", first.id, second.id) == 0
+
+    out = capsys.readouterr().out
+    assert f"{first.topic}/{first.partition}: every dead letter before offset {second.offset + 1} handled" in out
+    assert await _handled_offset(infra, first) == second.offset + 1  # OffsetCommit, then OffsetFetch
+    assert await _unhandled_ids(infra, source) == [third.id]
+    after = await kafka_view(infra.kafka_bootstrap_servers, [dlq_topic(source)])
+    assert (after.dead_letters, after.handled_dead_letters) == ({dlq_topic(source): 1}, {dlq_topic(source): 2})
+    audit = await read_audit(infra.kafka_bootstrap_servers)
+    assert audit[first.id].action is Action.REPLAYED and audit[first.id].replay_event_id == first.replay_event_id
+
+    # `list` shows only what is left to do; `--all` shows everything, and how each was handled.
+    assert await _settle("dlq", "list", "--topic", source, "--json") == 0
+    assert [d["id"] for d in json.loads(capsys.readouterr().out)["dead_letters"]] == [third.id]
+    assert await _settle("dlq", "list", "--topic", source, "--all", "--json") == 0
+    shown = {d["id"]: d for d in json.loads(capsys.readouterr().out)["dead_letters"]}
+    assert [shown[d.id]["handled"] for d in (first, second, third)] == [True, True, False]
+    assert shown[first.id]["handling"]["action"] == "replayed" and shown[third.id]["handling"] is None
+    assert await _settle("dlq", "list", "--topic", source, "--all") == 0
+    table = capsys.readouterr().out
+    assert "HANDLED" in table and "replayed by" in table and "total: 3" in table
+
+    # `replay --all` means what is left: the third, and nothing twice.
+    assert await _settle("dlq", "replay", "--all", "--topic", source) == 0
+    assert capsys.readouterr().out.startswith(f"replayed {third.id} ")
+    assert await _unhandled_ids(infra, source) == []
+    assert (await kafka_view(infra.kafka_bootstrap_servers, [dlq_topic(source)])).dead_letters == {dlq_topic(source): 0}
+
+
+@pytest.mark.usefixtures("kafka_env")
+async def test_a_dead_letter_handled_behind_an_unhandled_one_stays_listed_until_those_before_it_are_handled(
+    infra: Infrastructure, producer: AIOKafkaProducer, source: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second, third = await _dead_letters_on_one_partition(producer, infra, source)
+
+    assert await _settle("dlq", "replay", third.id) == 0
+
+    out = capsys.readouterr().out
+    assert f"not counted as handled yet: {third.id}, because {first.id} before it is not" in out
+    assert await _unhandled_ids(infra, source) == [first.id, second.id, third.id]
+
+    reason = "duplicate of an outcome already applied (INC-42)"
+    assert await _settle("dlq", "ack", first.id, second.id, "--reason", reason) == 0
+
+    out = capsys.readouterr().out
+    assert f"acknowledged {first.id} (not replayed): {reason}" in out
+    assert await _unhandled_ids(infra, source) == [third.id]
+    audit = await read_audit(infra.kafka_bootstrap_servers)
+    assert (audit[second.id].action, audit[second.id].reason) == (Action.ACKNOWLEDGED, reason)
+
+    # Handled again now that nothing unhandled is before it: the second replay is deduped by consumers.
+    assert await _settle("dlq", "replay", third.id) == 0
+    assert await _unhandled_ids(infra, source) == []
+    assert await _settle("dlq", "ack", first.id, "--reason", reason) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"{first.id} was handled already: nothing to do"
+    assert await _handled_offset(infra, first) == third.offset + 1
+    # Acknowledged ones were never replayed: the source topic holds the third's two replays only.
+    replayed = await _replayed(infra, source, third.key.decode(), 2)
+    assert {_headers(record)[HEADER_REPLAY_OF] for record in replayed} == {third.event_id}
+
+
+@pytest.mark.usefixtures("kafka_env")
+async def test_ack_refuses_what_it_cannot_audit_or_could_hide_too_much(
+    infra: Infrastructure, producer: AIOKafkaProducer, source: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _write_dead_letter(producer, source, str(uuid.uuid4()))
+    dead_letter = await _only(infra, source)
+
+    with pytest.raises(SystemExit):  # argparse: --reason is required
+        _options("dlq", "ack", dead_letter.id)
+    assert await _settle("dlq", "ack", dead_letter.id, "--reason", "   ") == 2
+    assert await _settle("dlq", "ack", "--all", "--reason", "noise") == 2
+    assert await _settle("dlq", "ack", "--all", "--topic", source, "--reason", "noise", "--dry-run") == 0
+
+    errors = capsys.readouterr().err
+    assert "--reason must say why" in errors and "--all needs --topic" in errors
+    assert not (await _only(infra, source)).handled
+    assert dead_letter.id not in await read_audit(infra.kafka_bootstrap_servers)

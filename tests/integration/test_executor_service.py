@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import aiohttp
 import grpc
@@ -34,7 +34,7 @@ from services.common.events import (
     PAYOUT_REQUESTED,
     dlq_topic,
 )
-from services.common.grpc_errors import error_info_reason
+from services.common.grpc_errors import error_info_reason, field_violations
 from services.common.infra import Infrastructure
 from services.common.kafka import create_producer
 from services.executor.adapters.psp.stripe_gateway import StripeGateway
@@ -158,6 +158,12 @@ async def executor(
 
 
 ADMIN = (("x-api-key", ADMIN_KEY),)
+Kind: TypeAlias = executor_pb2.ExecutionKind.ValueType
+CHARGE, REFUND, PAYOUT = (
+    executor_pb2.EXECUTION_KIND_CHARGE,
+    executor_pb2.EXECUTION_KIND_REFUND,
+    executor_pb2.EXECUTION_KIND_PAYOUT,
+)
 
 
 def _request(order_id: str, token: str = "pm_card_visa", amount_minor: int = 4200) -> Any:
@@ -179,9 +185,14 @@ async def _publish(
 
 
 async def _charges(sandbox: RunningSandbox, order_id: str) -> list[dict[str, Any]]:
+    return await _at_psp(sandbox, "charges", payment_order_id=order_id)
+
+
+async def _at_psp(sandbox: RunningSandbox, what: str, **params: str) -> list[dict[str, Any]]:
+    """The sandbox's own record of the `charges`, `refunds` or `payouts` it made."""
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"{sandbox.url}/_sandbox/charges", params={"payment_order_id": order_id}) as response,
+        session.get(f"{sandbox.url}/_sandbox/{what}", params=params) as response,
     ):
         response.raise_for_status()
         data: list[dict[str, Any]] = (await response.json())["data"]
@@ -201,10 +212,16 @@ async def _sandbox_post(sandbox: RunningSandbox, path: str, body: dict[str, Any]
         response.raise_for_status()
 
 
-async def _execution(stub: executor_pb2_grpc.ExecutorServiceStub, order_id: str) -> executor_pb2.Execution:
-    response: executor_pb2.GetExecutionResponse = await stub.GetExecution(
-        executor_pb2.GetExecutionRequest(payment_order_id=order_id), metadata=ADMIN
+async def _execution(
+    stub: executor_pb2_grpc.ExecutorServiceStub, execution_id: str, kind: Kind = CHARGE
+) -> executor_pb2.Execution:
+    # Charges by payment_order_id, as the API first named them (and older callers still do).
+    request = (
+        executor_pb2.GetExecutionRequest(payment_order_id=execution_id)
+        if kind == CHARGE
+        else executor_pb2.GetExecutionRequest(kind=kind, id=execution_id)
     )
+    response: executor_pb2.GetExecutionResponse = await stub.GetExecution(request, metadata=ADMIN)
     return response.execution
 
 
@@ -347,12 +364,12 @@ async def test_an_invalid_request_goes_to_the_dead_letter_topic_with_the_reason(
 
 
 async def _until_status(
-    stub: executor_pb2_grpc.ExecutorServiceStub, order_id: str, status: int
+    stub: executor_pb2_grpc.ExecutorServiceStub, order_id: str, status: int, kind: Kind = CHARGE
 ) -> executor_pb2.Execution:
     async with asyncio.timeout(WAIT_S):
         while True:
             try:
-                execution = await _execution(stub, order_id)
+                execution = await _execution(stub, order_id, kind)
                 if execution.status == status:
                     return execution
             except grpc.aio.AioRpcError as error:
@@ -411,6 +428,59 @@ async def test_the_admin_api_validates_and_reports_missing_executions(
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await call
         assert (error.value.code(), error_info_reason(error.value)) == (code, reason)
+
+
+async def test_the_admin_api_names_the_field_of_every_invalid_execution_reference(
+    executor: executor_pb2_grpc.ExecutorServiceStub,
+) -> None:
+    some_id = str(uuid.uuid4())
+    requests: list[tuple[Any, dict[str, str]]] = [
+        (executor_pb2.GetExecutionRequest(), {"id": "is required (with kind), or payment_order_id for a charge"}),
+        (executor_pb2.GetExecutionRequest(id=some_id), {"kind": "is required with id: CHARGE, REFUND or PAYOUT"}),
+        (executor_pb2.GetExecutionRequest(kind=REFUND, id="nope"), {"id": "must be a lower-case UUID (the refund id)"}),
+        (executor_pb2.GetExecutionRequest(kind=PAYOUT, payment_order_id=some_id),
+         {"kind": "must be CHARGE or unspecified with payment_order_id (a payout id goes in id)"}),
+        (executor_pb2.GetExecutionRequest(payment_order_id=some_id, id=some_id),
+         {"payment_order_id": "give either payment_order_id (a charge) or kind and id, not both"}),
+        (executor_pb2.GetExecutionRequest(kind=Kind(7), id=some_id),
+         {"kind": "7 is not an ExecutionKind (CHARGE 1, REFUND 2, PAYOUT 3)"}),
+        (executor_pb2.RetryExecutionRequest(kind=PAYOUT, id=some_id.upper()),
+         {"id": "must be a lower-case UUID (the payout id)"}),
+        (executor_pb2.ListStuckRequest(kind=Kind(4)), {"kind": "4 is not an ExecutionKind (CHARGE 1, REFUND 2, PAYOUT 3)"}),
+    ]  # fmt: skip
+    for request, violations in requests:
+        method = {
+            executor_pb2.GetExecutionRequest: executor.GetExecution,
+            executor_pb2.RetryExecutionRequest: executor.RetryExecution,
+            executor_pb2.ListStuckRequest: executor.ListStuck,
+        }[type(request)]
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await method(request, metadata=ADMIN)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, request
+        assert field_violations(error.value) == violations, request
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [(CHARGE, "no charge execution of payment order"), (REFUND, "no refund execution of refund"),
+     (PAYOUT, "no payout execution of payout")],
+)  # fmt: skip
+async def test_a_missing_execution_is_not_found_in_its_own_kind(
+    executor: executor_pb2_grpc.ExecutorServiceStub, kind: Kind, message: str
+) -> None:
+    missing_id = str(uuid.uuid4())
+    calls = [
+        executor.GetExecution(executor_pb2.GetExecutionRequest(kind=kind, id=missing_id), metadata=ADMIN),
+        executor.RetryExecution(executor_pb2.RetryExecutionRequest(kind=kind, id=missing_id), metadata=ADMIN),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call
+        assert (error.value.code(), error_info_reason(error.value)) == (
+            grpc.StatusCode.NOT_FOUND,
+            "EXECUTION_NOT_FOUND",
+        )
+        assert error.value.details() == f"{message} {missing_id}"
 
 
 async def test_the_admin_api_needs_an_admin_key(executor: executor_pb2_grpc.ExecutorServiceStub) -> None:
@@ -547,3 +617,86 @@ async def test_payouts_are_paid_once_through_psp_faults_and_a_closed_account_fai
     assert paid.psp_reference == payouts[0]["stripe_payout_id"]
     assert (failed.failure_code, failed.amount.amount_minor) == ("account_closed", 900)
     assert b"payout_id" in dict(dead.headers)["dlq_error"]
+
+
+async def test_a_refund_and_a_payout_parked_after_the_budget_are_listed_and_retried_by_an_operator(
+    executor: executor_pb2_grpc.ExecutorServiceStub, producer: AIOKafkaProducer, sandbox: RunningSandbox, tap: EventTap
+) -> None:
+    order_id = str(uuid.uuid4())
+    await _publish(producer, _request(order_id, amount_minor=1000))
+    charge = _succeeded(await tap.wait_for(PAYMENT_ORDER_SUCCEEDED, order_id))
+    refund_id, payout_id = str(uuid.uuid4()), str(uuid.uuid4())
+    for key in (refund_id, payout_id):
+        await _fault(sandbox, key, "http_500", count=6)  # as many as the retry budget
+    refund_request = events_pb2.RefundRequested(
+        refund_id=refund_id,
+        payment_order_id=order_id,
+        payment_id=charge.payment_id,
+        seller_id="seller-1",
+        amount=Money(amount_minor=400, currency="USD"),
+        charge_psp_reference=charge.psp_reference,
+    )
+    payout_request = events_pb2.PayoutRequested(
+        payout_id=payout_id,
+        seller_id="seller-1",
+        amount=Money(amount_minor=900, currency="EUR"),
+        destination="ba_test_success",
+    )
+    await publish(producer, PAYMENT_REFUND_REQUESTED, order_id, refund_request)
+    await publish(producer, PAYOUT_REQUESTED, payout_id, payout_request)
+
+    refund = await _until_status(executor, refund_id, executor_pb2.EXECUTION_STATUS_UNKNOWN, REFUND)
+    payout = await _until_status(executor, payout_id, executor_pb2.EXECUTION_STATUS_UNKNOWN, PAYOUT)
+    assert (refund.kind, refund.id, refund.payment_order_id, refund.payment_id) == (
+        REFUND,
+        refund_id,
+        order_id,
+        charge.payment_id,
+    )
+    assert (payout.kind, payout.id, payout.payment_order_id, payout.amount.amount_minor) == (PAYOUT, payout_id, "", 900)
+    assert (
+        (refund.attempts, refund.failure_code) == (payout.attempts, payout.failure_code) == (6, "psp_outcome_unknown")
+    )
+    assert (
+        await _at_psp(sandbox, "refunds", payment_order_id=order_id) == []
+        and await _at_psp(sandbox, "payouts", payout_id=payout_id) == []
+    )
+
+    await asyncio.sleep(1.2)
+    every_kind = await executor.ListStuck(executor_pb2.ListStuckRequest(older_than_s=1, page_size=500), metadata=ADMIN)
+    assert {(REFUND, refund_id), (PAYOUT, payout_id)} <= {(e.kind, e.id) for e in every_kind.executions}
+    update_times = [execution.update_time.ToDatetime() for execution in every_kind.executions]
+    assert update_times == sorted(update_times)  # oldest first, across kinds
+    refunds_only = await executor.ListStuck(
+        executor_pb2.ListStuckRequest(older_than_s=1, page_size=500, kind=REFUND), metadata=ADMIN
+    )
+    assert refund_id in [e.id for e in refunds_only.executions] and {e.kind for e in refunds_only.executions} == {
+        REFUND
+    }
+
+    for kind, execution_id in ((REFUND, refund_id), (PAYOUT, payout_id)):
+        retried = await executor.RetryExecution(
+            executor_pb2.RetryExecutionRequest(kind=kind, id=execution_id),
+            metadata=ADMIN,
+        )
+        assert (retried.execution.kind, retried.execution.status) == (kind, executor_pb2.EXECUTION_STATUS_NOT_STARTED)
+    refunded = _decoded(await tap.wait_for(PAYMENT_REFUND_SUCCEEDED, order_id), events_pb2.RefundSucceeded())
+    paid = _decoded(await tap.wait_for(PAYOUT_PAID, payout_id), events_pb2.PayoutPaid())
+    await asyncio.sleep(1.0)  # time for any duplicate to show up
+
+    [psp_refund] = await _at_psp(sandbox, "refunds", payment_order_id=order_id)
+    [psp_payout] = await _at_psp(sandbox, "payouts", payout_id=payout_id)
+    assert (psp_refund["idempotency_key"], psp_refund["amount"]) == (refund_id, 400)
+    assert psp_payout["idempotency_key"] == payout_id
+    assert (refunded.refund_id, refunded.psp_reference) == (refund_id, psp_refund["stripe_refund_id"])
+    assert paid.psp_reference == psp_payout["stripe_payout_id"]
+    assert len(tap.records[(PAYMENT_REFUND_SUCCEEDED, order_id)]) == len(tap.records[(PAYOUT_PAID, payout_id)]) == 1
+    for kind, execution_id in ((REFUND, refund_id), (PAYOUT, payout_id)):
+        execution = await _execution(executor, execution_id, kind)
+        assert (execution.status, execution.attempts) == (executor_pb2.EXECUTION_STATUS_SUCCEEDED, 7)
+        with pytest.raises(grpc.aio.AioRpcError) as not_retryable:
+            await executor.RetryExecution(
+                executor_pb2.RetryExecutionRequest(kind=kind, id=execution_id),
+                metadata=ADMIN,
+            )
+        assert error_info_reason(not_retryable.value) == "EXECUTION_NOT_RETRYABLE"

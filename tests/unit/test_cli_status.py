@@ -9,6 +9,7 @@ from pathlib import Path
 
 from services.cli.api_key_store import ApiKeys
 from services.cli.endpoints import SERVICES, Endpoints
+from services.cli.kafka_topics import Bounds
 from services.cli.status import render
 from services.cli.status_probes import KafkaView, ServiceState, pid_alive
 from services.cli.status_queries import Backlog, Executions, LastRun, Reconciliation
@@ -70,12 +71,31 @@ def test_each_problem_is_named_with_its_runbook() -> None:
         "cannot read ledger database: OperationalError: connection refused",
         "wallet outbox: 40 events unpublished, the oldest for 75.0 s (over 60 s; docs/runbooks/outbox-backlog.md)",
         "charge: 2 UNKNOWN and 1 stale EXECUTING executions (docs/runbooks/stuck-executions.md)",
-        "payment.order.succeeded.dlq: 3 dead letters (`settle dlq list`; docs/runbooks/dlq-replay.md)",
+        "payment.order.succeeded.dlq: 3 unhandled dead letters (`settle dlq list`; docs/runbooks/dlq-replay.md)",
     ]
     assert not report.ok
     screen = render(report, ENDPOINTS, Path("/srv/settle"))
     assert "executor        DOWN   UNAVAILABLE" in screen and "101 (gone)" in screen
     assert screen.splitlines()[-1] == "status: ATTENTION"
+
+
+def test_dead_letters_replayed_or_acknowledged_are_shown_but_not_judged() -> None:
+    report = healthy()
+    report.kafka = KafkaView({}, {"payment.order.succeeded.dlq": 0, "payout.paid.dlq": 0}, {"payout.paid.dlq": 4})
+    assert needs_attention(report) == []
+    assert "dead letters: none; handled: payout.paid.dlq 4" in render(report, ENDPOINTS, Path("/srv/settle"))
+
+    report.kafka = KafkaView({}, {"payout.paid.dlq": 1}, {"payout.paid.dlq": 4})
+    report.attention = needs_attention(report)
+    assert report.attention == [
+        "payout.paid.dlq: 1 unhandled dead letters (`settle dlq list`; docs/runbooks/dlq-replay.md)"
+    ]
+    assert "dead letters: payout.paid.dlq 1; handled: payout.paid.dlq 4" in render(report, ENDPOINTS, Path("/"))
+    document = report.to_json()
+    assert (document["dead_letters"], document["handled_dead_letters"]) == (
+        {"payout.paid.dlq": 1},
+        {"payout.paid.dlq": 4},
+    )
 
 
 def test_a_young_backlog_and_consumer_lag_are_shown_but_not_judged() -> None:
@@ -103,3 +123,10 @@ def test_json_has_every_section() -> None:
 def test_pid_alive_tells_a_running_process_from_none() -> None:
     assert pid_alive(os.getpid()) is True
     assert pid_alive(1 << 23) is False  # above Linux's largest pid
+
+
+def test_a_group_resumes_at_its_offset_or_else_at_the_earliest_message_kept() -> None:
+    bounds = Bounds(start=10, end=25)
+    assert [bounds.unread(committed) for committed in (None, 4, 10, 18, 25)] == [15, 15, 15, 7, 0]
+    # Past the end: an offset from an earlier topic of that name, which counts for nothing.
+    assert bounds.unread(40) == 15 and bounds.size == 15

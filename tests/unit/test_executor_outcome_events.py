@@ -9,7 +9,7 @@ from settle.events.v1 import events_pb2
 from settle.executor.v1 import executor_pb2
 
 from services.common.events import PAYMENT_ORDER_FAILED, PAYMENT_ORDER_SUCCEEDED
-from services.executor.domain import ChargeOrder, Execution, ExecutionStatus
+from services.executor.domain import ChargeOrder, Execution, ExecutionStatus, PayoutOrder, RefundOrder
 from services.executor.entrypoints.grpc import execution_to_proto
 from services.executor.service.outcome_events import outcome_event
 
@@ -17,9 +17,9 @@ ORDER = ChargeOrder("0b6f3c9e-5d1a-4c7e-9f00-2a4b6c8d0e1f", "pay-1", "seller-1",
 AT = datetime(2025, 3, 1, 12, 0, 5, tzinfo=UTC)
 
 
-def _execution(status: ExecutionStatus, **fields: str) -> Execution:
+def _execution(status: ExecutionStatus, order: object = ORDER, **fields: str) -> Execution:
     return Execution(
-        ORDER,
+        order,
         status,
         attempts=2,
         psp_reference=fields.get("psp_reference", ""),
@@ -64,3 +64,18 @@ def test_the_admin_view_of_an_execution() -> None:
     )  # fmt: skip
     assert (proto.amount.amount_minor, proto.amount.currency) == (1999, "JPY")
     assert proto.update_time.ToDatetime(tzinfo=UTC) == AT
+    assert (proto.kind, proto.id) == (executor_pb2.EXECUTION_KIND_CHARGE, ORDER.payment_order_id)
+
+
+def test_the_admin_view_of_a_refund_names_its_order_and_of_a_payout_none() -> None:
+    refund = RefundOrder(
+        "5a0e9b1c-2d3f-4a5b-8c6d-7e8f9a0b1c2d", ORDER.payment_order_id, "pay-1", "seller-1", 500, "JPY", "pi_9", ""
+    )
+    payout = PayoutOrder("7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f", "seller-1", 900, "EUR", "ba_test_success", "")
+    refund_view = execution_to_proto(_execution(ExecutionStatus.UNKNOWN, refund))
+    payout_view = execution_to_proto(_execution(ExecutionStatus.UNKNOWN, payout))
+    assert (refund_view.kind, refund_view.id) == (executor_pb2.EXECUTION_KIND_REFUND, refund.refund_id)
+    assert (refund_view.payment_order_id, refund_view.payment_id) == (ORDER.payment_order_id, "pay-1")
+    assert (payout_view.kind, payout_view.id) == (executor_pb2.EXECUTION_KIND_PAYOUT, payout.payout_id)
+    assert (payout_view.payment_order_id, payout_view.payment_id, payout_view.seller_id) == ("", "", "seller-1")
+    assert (payout_view.amount.amount_minor, payout_view.amount.currency) == (900, "EUR")

@@ -55,23 +55,32 @@ async def find_orders(
     return {order.execution_id: order for order in map(table.order_of, result)}
 
 
-async def get(connection: AsyncConnection, payment_order_id: str) -> Execution[ChargeOrder] | None:
+async def get_execution(
+    connection: AsyncConnection, table: ExecutionTable[OrderT], execution_id: str
+) -> Execution[OrderT] | None:
     row = (
         await connection.execute(
-            text(f"SELECT {CHARGES.columns} FROM executions WHERE payment_order_id = CAST(:id AS uuid)"),
-            {"id": payment_order_id},
+            text(f"SELECT {table.columns} FROM {table.name} WHERE {table.key} = CAST(:id AS uuid)"),
+            {"id": execution_id},
         )
     ).first()
-    return execution_of(CHARGES, row) if row is not None else None
+    return execution_of(table, row) if row is not None else None
 
 
-async def list_stuck(connection: AsyncConnection, *, older_than_s: int, limit: int) -> list[Execution[ChargeOrder]]:
-    """EXECUTING or UNKNOWN charge executions unchanged for `older_than_s`, oldest first."""
+async def get(connection: AsyncConnection, payment_order_id: str) -> Execution[ChargeOrder] | None:
+    """The charge execution of a payment order."""
+    return await get_execution(connection, CHARGES, payment_order_id)
+
+
+async def list_stuck(
+    connection: AsyncConnection, table: ExecutionTable[OrderT], *, older_than_s: int, limit: int
+) -> list[Execution[OrderT]]:
+    """EXECUTING or UNKNOWN executions unchanged for `older_than_s`, oldest first (the `_stuck` index)."""
     result = await connection.execute(
         text(
-            f"SELECT {CHARGES.columns} FROM executions WHERE status = ANY(CAST(:statuses AS text[])) "
+            f"SELECT {table.columns} FROM {table.name} WHERE status = ANY(CAST(:statuses AS text[])) "
             "AND updated_at < now() - make_interval(secs => :older_than_s) "
-            "ORDER BY updated_at, payment_order_id LIMIT :limit"
+            f"ORDER BY updated_at, {table.key} LIMIT :limit"
         ),
         {
             "statuses": [str(status) for status in STUCK_STATUSES],
@@ -79,20 +88,22 @@ async def list_stuck(connection: AsyncConnection, *, older_than_s: int, limit: i
             "limit": limit,
         },
     )
-    return [execution_of(CHARGES, row) for row in result]
+    return [execution_of(table, row) for row in result]
 
 
-async def requeue_unknown(connection: AsyncConnection, payment_order_id: str) -> Execution[ChargeOrder] | None:
+async def requeue_unknown(
+    connection: AsyncConnection, table: ExecutionTable[OrderT], execution_id: str
+) -> Execution[OrderT] | None:
     """UNKNOWN → NOT_STARTED, due now, with a fresh retry budget; None if it was not UNKNOWN."""
     row = (
         await connection.execute(
             text(
-                "UPDATE executions SET status = 'NOT_STARTED', budgeted_attempts = 0, "
+                f"UPDATE {table.name} SET status = 'NOT_STARTED', budgeted_attempts = 0, "
                 "next_attempt_at = now(), updated_at = now() "
-                "WHERE payment_order_id = CAST(:id AS uuid) AND status = 'UNKNOWN' "
-                f"RETURNING {CHARGES.columns}"
+                f"WHERE {table.key} = CAST(:id AS uuid) AND status = 'UNKNOWN' "
+                f"RETURNING {table.columns}"
             ),
-            {"id": payment_order_id},
+            {"id": execution_id},
         )
     ).first()
-    return execution_of(CHARGES, row) if row is not None else None
+    return execution_of(table, row) if row is not None else None

@@ -6,13 +6,13 @@ recover); each has its own key (the PSP idempotency key) and request columns.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
 from sqlalchemy import Row
 
-from services.executor.domain import ChargeOrder, OrderT, PayoutOrder, RefundOrder
+from services.executor.domain import ChargeOrder, ExecutionKind, OrderT, PayoutOrder, RefundOrder
 
 STATE_COLUMNS = (
     "traceparent",
@@ -95,3 +95,10 @@ PAYOUTS: ExecutionTable[PayoutOrder] = ExecutionTable(
     ),
     PayoutOrder,
 )
+
+# Where the executions of each kind live; the admin API looks them up by kind.
+BY_KIND: Mapping[ExecutionKind, ExecutionTable[Any]] = {
+    ExecutionKind.CHARGE: CHARGES,
+    ExecutionKind.REFUND: REFUNDS,
+    ExecutionKind.PAYOUT: PAYOUTS,
+}

@@ -104,7 +104,7 @@ async def create_service(settings: ExecutorSettings, gateway: Gateway | None = N
         # Last registered, so first stopped: no webhook completes an execution once the relay drains.
         webhooks = build_webhook_server(platform, settings, metrics)
         platform.add_loop(BackgroundLoop("executor-webhooks", webhooks.run, webhooks.stop))
-    servicer = ExecutorServicer(ExecutorAdmin(platform.engine, on_requeued=loops["worker"].wake))
+    servicer = ExecutorServicer(ExecutorAdmin(platform.engine, on_requeued=wake_all))
     process, port = platform.build_process(
         [(executor_pb2_grpc.add_ExecutorServiceServicer_to_server, servicer, SERVICE_NAME)], SCOPES
     )

@@ -26,29 +26,31 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from settle.common.v1 import money_pb2 as settle_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!settle/executor/v1/executor.proto\x12\x12settle.executor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csettle/common/v1/money.proto\"\xb3\x02\n\tExecution\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x11\n\tseller_id\x18\x03 \x01(\t\x12\'\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x17.settle.common.v1.Money\x12\x33\n\x06status\x18\x05 \x01(\x0e\x32#.settle.executor.v1.ExecutionStatus\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x15\n\rpsp_reference\x18\x07 \x01(\t\x12\x14\n\x0c\x66\x61ilure_code\x18\x08 \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\t \x01(\t\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x13GetExecutionRequest\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\"H\n\x14GetExecutionResponse\x12\x30\n\texecution\x18\x01 \x01(\x0b\x32\x1d.settle.executor.v1.Execution\";\n\x10ListStuckRequest\x12\x14\n\x0colder_than_s\x18\x01 \x01(\x05\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"F\n\x11ListStuckResponse\x12\x31\n\nexecutions\x18\x01 \x03(\x0b\x32\x1d.settle.executor.v1.Execution\"1\n\x15RetryExecutionRequest\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\"J\n\x16RetryExecutionResponse\x12\x30\n\texecution\x18\x01 \x01(\x0b\x32\x1d.settle.executor.v1.Execution*\xd0\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12 \n\x1c\x45XECUTION_STATUS_NOT_STARTED\x10\x01\x12\x1e\n\x1a\x45XECUTION_STATUS_EXECUTING\x10\x02\x12\x1e\n\x1a\x45XECUTION_STATUS_SUCCEEDED\x10\x03\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x04\x12\x1c\n\x18\x45XECUTION_STATUS_UNKNOWN\x10\x05\x32\xb7\x02\n\x0f\x45xecutorService\x12\x61\n\x0cGetExecution\x12\'.settle.executor.v1.GetExecutionRequest\x1a(.settle.executor.v1.GetExecutionResponse\x12X\n\tListStuck\x12$.settle.executor.v1.ListStuckRequest\x1a%.settle.executor.v1.ListStuckResponse\x12g\n\x0eRetryExecution\x12).settle.executor.v1.RetryExecutionRequest\x1a*.settle.executor.v1.RetryExecutionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!settle/executor/v1/executor.proto\x12\x12settle.executor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1csettle/common/v1/money.proto\"\xf0\x02\n\tExecution\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x11\n\tseller_id\x18\x03 \x01(\t\x12\'\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x17.settle.common.v1.Money\x12\x33\n\x06status\x18\x05 \x01(\x0e\x32#.settle.executor.v1.ExecutionStatus\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x15\n\rpsp_reference\x18\x07 \x01(\t\x12\x14\n\x0c\x66\x61ilure_code\x18\x08 \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\t \x01(\t\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x04kind\x18\x0b \x01(\x0e\x32!.settle.executor.v1.ExecutionKind\x12\n\n\x02id\x18\x0c \x01(\t\"l\n\x13GetExecutionRequest\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\x12/\n\x04kind\x18\x02 \x01(\x0e\x32!.settle.executor.v1.ExecutionKind\x12\n\n\x02id\x18\x03 \x01(\t\"H\n\x14GetExecutionResponse\x12\x30\n\texecution\x18\x01 \x01(\x0b\x32\x1d.settle.executor.v1.Execution\"l\n\x10ListStuckRequest\x12\x14\n\x0colder_than_s\x18\x01 \x01(\x05\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12/\n\x04kind\x18\x03 \x01(\x0e\x32!.settle.executor.v1.ExecutionKind\"F\n\x11ListStuckResponse\x12\x31\n\nexecutions\x18\x01 \x03(\x0b\x32\x1d.settle.executor.v1.Execution\"n\n\x15RetryExecutionRequest\x12\x18\n\x10payment_order_id\x18\x01 \x01(\t\x12/\n\x04kind\x18\x02 \x01(\x0e\x32!.settle.executor.v1.ExecutionKind\x12\n\n\x02id\x18\x03 \x01(\t\"J\n\x16RetryExecutionResponse\x12\x30\n\texecution\x18\x01 \x01(\x0b\x32\x1d.settle.executor.v1.Execution*\x80\x01\n\rExecutionKind\x12\x1e\n\x1a\x45XECUTION_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45XECUTION_KIND_CHARGE\x10\x01\x12\x19\n\x15\x45XECUTION_KIND_REFUND\x10\x02\x12\x19\n\x15\x45XECUTION_KIND_PAYOUT\x10\x03*\xd0\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12 \n\x1c\x45XECUTION_STATUS_NOT_STARTED\x10\x01\x12\x1e\n\x1a\x45XECUTION_STATUS_EXECUTING\x10\x02\x12\x1e\n\x1a\x45XECUTION_STATUS_SUCCEEDED\x10\x03\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x04\x12\x1c\n\x18\x45XECUTION_STATUS_UNKNOWN\x10\x05\x32\xb7\x02\n\x0f\x45xecutorService\x12\x61\n\x0cGetExecution\x12\'.settle.executor.v1.GetExecutionRequest\x1a(.settle.executor.v1.GetExecutionResponse\x12X\n\tListStuck\x12$.settle.executor.v1.ListStuckRequest\x1a%.settle.executor.v1.ListStuckResponse\x12g\n\x0eRetryExecution\x12).settle.executor.v1.RetryExecutionRequest\x1a*.settle.executor.v1.RetryExecutionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'settle.executor.v1.executor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXECUTIONSTATUS']._serialized_start=814
-  _globals['_EXECUTIONSTATUS']._serialized_end=1022
+  _globals['_EXECUTIONKIND']._serialized_start=1046
+  _globals['_EXECUTIONKIND']._serialized_end=1174
+  _globals['_EXECUTIONSTATUS']._serialized_start=1177
+  _globals['_EXECUTIONSTATUS']._serialized_end=1385
   _globals['_EXECUTION']._serialized_start=121
-  _globals['_EXECUTION']._serialized_end=428
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=430
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=477
-  _globals['_GETEXECUTIONRESPONSE']._serialized_start=479
-  _globals['_GETEXECUTIONRESPONSE']._serialized_end=551
-  _globals['_LISTSTUCKREQUEST']._serialized_start=553
-  _globals['_LISTSTUCKREQUEST']._serialized_end=612
-  _globals['_LISTSTUCKRESPONSE']._serialized_start=614
-  _globals['_LISTSTUCKRESPONSE']._serialized_end=684
-  _globals['_RETRYEXECUTIONREQUEST']._serialized_start=686
-  _globals['_RETRYEXECUTIONREQUEST']._serialized_end=735
-  _globals['_RETRYEXECUTIONRESPONSE']._serialized_start=737
-  _globals['_RETRYEXECUTIONRESPONSE']._serialized_end=811
-  _globals['_EXECUTORSERVICE']._serialized_start=1025
-  _globals['_EXECUTORSERVICE']._serialized_end=1336
+  _globals['_EXECUTION']._serialized_end=489
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=491
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=599
+  _globals['_GETEXECUTIONRESPONSE']._serialized_start=601
+  _globals['_GETEXECUTIONRESPONSE']._serialized_end=673
+  _globals['_LISTSTUCKREQUEST']._serialized_start=675
+  _globals['_LISTSTUCKREQUEST']._serialized_end=783
+  _globals['_LISTSTUCKRESPONSE']._serialized_start=785
+  _globals['_LISTSTUCKRESPONSE']._serialized_end=855
+  _globals['_RETRYEXECUTIONREQUEST']._serialized_start=857
+  _globals['_RETRYEXECUTIONREQUEST']._serialized_end=967
+  _globals['_RETRYEXECUTIONRESPONSE']._serialized_start=969
+  _globals['_RETRYEXECUTIONRESPONSE']._serialized_end=1043
+  _globals['_EXECUTORSERVICE']._serialized_start=1388
+  _globals['_EXECUTORSERVICE']._serialized_end=1699
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class ExecutorServiceStub:
-    """ExecutorService is an operator API (scope `admin`).
+    """ExecutorService is an operator API (scope `admin`). Every RPC covers the three kinds of execution
+    (charges, refunds, payouts), which share one state machine.
     """
 
     def __init__(self, channel):
@@ -53,11 +54,13 @@ class ExecutorServiceStub:
 
 
 class ExecutorServiceServicer:
-    """ExecutorService is an operator API (scope `admin`).
+    """ExecutorService is an operator API (scope `admin`). Every RPC covers the three kinds of execution
+    (charges, refunds, payouts), which share one state machine.
     """
 
     def GetExecution(self, request, context):
-        """Returns the execution of one payment order.
+        """Returns one execution: of a charge, refund or payout by `kind` and `id`, or of a charge by
+        `payment_order_id`.
         Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/EXECUTION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -65,7 +68,8 @@ class ExecutorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListStuck(self, request, context):
-        """Lists executions stuck in EXECUTING or UNKNOWN for longer than `older_than_s`.
+        """Lists executions of every kind (or of `kind`) stuck in EXECUTING or UNKNOWN for longer than
+        `older_than_s`.
         Errors: INVALID_ARGUMENT/VALIDATION_FAILED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -73,8 +77,9 @@ class ExecutorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RetryExecution(self, request, context):
-        """Queues an UNKNOWN execution for another attempt with the same idempotency key.
-        Errors: NOT_FOUND/EXECUTION_NOT_FOUND, FAILED_PRECONDITION/EXECUTION_NOT_RETRYABLE.
+        """Queues an UNKNOWN execution (of any kind) for another attempt with the same idempotency key.
+        Errors: INVALID_ARGUMENT/VALIDATION_FAILED, NOT_FOUND/EXECUTION_NOT_FOUND,
+        FAILED_PRECONDITION/EXECUTION_NOT_RETRYABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -107,7 +112,8 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ExecutorService:
-    """ExecutorService is an operator API (scope `admin`).
+    """ExecutorService is an operator API (scope `admin`). Every RPC covers the three kinds of execution
+    (charges, refunds, payouts), which share one state machine.
     """
 
     @staticmethod
