@@ -36,6 +36,7 @@ from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from services.cli.dlq_handled import AUDIT_TOPIC as DLQ_AUDIT_TOPIC
 from services.common.config import ServiceSettings
 from services.common.events import PAYLOAD_TYPES, dlq_topic
 from services.common.relay import CONTROL_TOPIC
@@ -159,7 +160,7 @@ def consumed_topics() -> set[str]:
 
 
 def test_topics_yaml_lists_exactly_the_topics_the_code_uses() -> None:
-    published = set(PAYLOAD_TYPES) | {CONTROL_TOPIC}
+    published = set(PAYLOAD_TYPES) | {CONTROL_TOPIC, DLQ_AUDIT_TOPIC}
     dead_letters = {dlq_topic(topic) for topic in consumed_topics()}
     names = topic_names()
     assert len(names) == len(set(names)), "a topic is listed twice"
