@@ -24,14 +24,14 @@ from psp_sandbox.state import SandboxState
 SETTLEMENT_CHUNK_CHARS = 64 * 1024  # rows are sent in chunks of about this size: few writes, bounded buffer
 
 
-def _bad_request(message: str, param: str | None = None) -> web.Response:
+def bad_request(message: str, param: str | None = None) -> web.Response:
     error: JsonObject = {"type": "invalid_request_error", "message": message}
     if param is not None:
         error["param"] = param
     return json_response({"error": error}, status=400)
 
 
-async def _json_body(request: web.Request) -> Any:
+async def json_body(request: web.Request) -> Any:
     text = await request.text()
     return json.loads(text) if text.strip() else {}
 
@@ -39,10 +39,10 @@ async def _json_body(request: web.Request) -> Any:
 async def add_fault(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     try:
-        fault = parse_fault(await _json_body(request))
+        fault = parse_fault(await json_body(request))
         state.faults.add(fault)
     except (json.JSONDecodeError, FaultSpecError) as error:
-        return _bad_request(str(error))
+        return bad_request(str(error))
     return json_response(fault.to_json())
 
 
@@ -83,12 +83,12 @@ async def get_clock(request: web.Request) -> web.Response:
 async def advance_clock(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     try:
-        body = await _json_body(request)
+        body = await json_body(request)
     except json.JSONDecodeError as error:
-        return _bad_request(str(error))
+        return bad_request(str(error))
     seconds = body.get("advance_s") if isinstance(body, dict) else None
     if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
-        return _bad_request("'advance_s' must be a non-negative integer")
+        return bad_request("'advance_s' must be a non-negative integer")
     state.advance_clock(seconds)
     return await get_clock(request)
 
@@ -104,14 +104,14 @@ async def get_config(request: web.Request) -> web.Response:
 async def update_config(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     try:
-        body = await _json_body(request)
+        body = await json_body(request)
     except json.JSONDecodeError as error:
-        return _bad_request(str(error))
+        return bad_request(str(error))
     if not isinstance(body, dict) or set(body) != {"idempotency_retention_s"}:
-        return _bad_request("the body must be a JSON object holding only 'idempotency_retention_s'")
+        return bad_request("the body must be a JSON object holding only 'idempotency_retention_s'")
     seconds = body["idempotency_retention_s"]
     if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
-        return _bad_request("'idempotency_retention_s' must be a positive integer (seconds)")
+        return bad_request("'idempotency_retention_s' must be a positive integer (seconds)")
     state.idempotency.retention_s = seconds
     return json_response(_config(state))
 
@@ -122,7 +122,7 @@ async def get_settlement_file(request: web.Request) -> web.StreamResponse:
         day = settlement_day(request.match_info["date"])
         options = options_from_query(request.query.items())
     except SettlementQueryError as error:
-        return _bad_request(str(error), error.param)
+        return bad_request(str(error), error.param)
     rows = settlement_rows(request.app[STATE_KEY], day, options)
     response = web.StreamResponse(headers={"Content-Disposition": f'attachment; filename="settlement_{day}.csv"'})
     response.content_type = "text/csv"

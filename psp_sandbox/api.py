@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 from aiohttp import web
 
@@ -22,11 +23,15 @@ Endpoint = Callable[[SandboxState, FormDict, dict[str, str], str | None], ApiRes
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATE_KEY = web.AppKey("psp_sandbox_state", SandboxState)
 TEST_KEY_PREFIX = "sk_test_"
+# The scheme and host the current request came to, for the absolute URLs some objects carry (a report
+# file's `url`): the sandbox answers on whatever name its clients reach it by.
+REQUEST_BASE_URL: ContextVar[str] = ContextVar("request_base_url", default="")
 
 
 def v1_handler(endpoint: Endpoint) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         request_id = new_id("req")
+        REQUEST_BASE_URL.set(f"{request.scheme}://{request.host}")  # each request runs in a task of its own
         try:
             response = await _handle(request, endpoint, request_id)
         except StripeHttpError as error:
@@ -39,7 +44,7 @@ def v1_handler(endpoint: Endpoint) -> Handler:
 
 async def _handle(request: web.Request, endpoint: Endpoint, request_id: str) -> web.Response:
     state = request.app[STATE_KEY]
-    scope = _authenticate(request)
+    scope = authenticate(request)
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_KEY_LENGTH:
         raise errors.invalid_request(f"Idempotency keys must be 1 to {MAX_KEY_LENGTH} characters long.")
@@ -122,7 +127,7 @@ def _drop_connection(request: web.Request) -> None:
         request.transport.abort()
 
 
-def _authenticate(request: web.Request) -> str:
+def authenticate(request: web.Request) -> str:
     """Returns the idempotency scope: Stripe keeps keys per account, here per API key (hashed)."""
     api_key = _api_key(request.headers.get("Authorization", ""))
     if not api_key:
@@ -184,7 +189,7 @@ def _response(status: int, body: bytes) -> web.Response:
 
 async def unrecognized_url(request: web.Request) -> web.StreamResponse:
     try:
-        _authenticate(request)
+        authenticate(request)
         raise errors.unrecognized_url(request.method, request.path)
     except StripeHttpError as error:
         return error.to_response()

@@ -10,10 +10,13 @@ from aiohttp import web
 from psp_sandbox.admin import admin_routes
 from psp_sandbox.announce import announced
 from psp_sandbox.api import STATE_KEY, unrecognized_url, v1_handler
+from psp_sandbox.files import file_contents, retrieve_file
 from psp_sandbox.idempotency import DEFAULT_RETENTION_S
 from psp_sandbox.payment_intents import create_payment_intent, retrieve_payment_intent, search_payment_intents
 from psp_sandbox.payouts import create_payout, list_payouts, retrieve_payout, search_payouts
 from psp_sandbox.refunds import create_refund, list_refunds, retrieve_refund
+from psp_sandbox.report_admin import report_admin_routes
+from psp_sandbox.report_runs import create_report_run, retrieve_report_run
 from psp_sandbox.state import SandboxState
 from psp_sandbox.webhook_admin import webhook_routes
 from psp_sandbox.webhook_settings import WebhookSettings
@@ -38,8 +41,13 @@ def create_app(state: SandboxState) -> web.Application:
             web.get("/v1/payouts", v1_handler(list_payouts)),
             web.get("/v1/payouts/search", v1_handler(search_payouts)),
             web.get("/v1/payouts/{payout}", v1_handler(retrieve_payout)),
+            web.post("/v1/reporting/report_runs", v1_handler(create_report_run)),
+            web.get("/v1/reporting/report_runs/{report_run}", v1_handler(retrieve_report_run)),
+            web.get("/v1/files/{file}", v1_handler(retrieve_file)),
+            web.get("/v1/files/{file}/contents", file_contents),
             web.route("*", "/v1/{tail:.*}", unrecognized_url),
             *admin_routes(),
+            *report_admin_routes(),
             *webhook_routes(),
         ]
     )

@@ -12,6 +12,7 @@ from psp_sandbox.idempotency import DEFAULT_RETENTION_S, IdempotencyStore
 from psp_sandbox.journal import Journal
 from psp_sandbox.payout_store import PayoutStore
 from psp_sandbox.refund_store import RefundStore
+from psp_sandbox.report_store import ReportStore
 from psp_sandbox.store import Store
 from psp_sandbox.webhook_settings import WebhookSettings
 from psp_sandbox.webhooks import WebhookSender
@@ -31,6 +32,7 @@ class SandboxState:
         self.store = Store(self.journal)
         self.refunds = RefundStore(self.journal)
         self.payouts = PayoutStore(self.journal)
+        self.reports = ReportStore()
         self.idempotency = IdempotencyStore(self.clock, idempotency_retention_s, self.journal)
         self._started_retention_s = idempotency_retention_s
         self.faults = FaultBook()
@@ -63,6 +65,7 @@ class SandboxState:
         self.store.reset()
         self.refunds.reset()
         self.payouts.reset()
+        self.reports.reset()
         self.idempotency.reset()
         self.idempotency.retention_s = self._started_retention_s
         self.faults.clear()

@@ -173,10 +173,13 @@ def start_stack(
                 # Events the sandbox sends before this listens are retried by the sandbox until it does.
                 env = {**env, "SETTLE_WEBHOOK_PORT": str(webhook_port), "SETTLE_WEBHOOK_SECRET": webhook_secret}
             if service == "reconciliation":
-                # Booking reported fees (SETTLE_BOOK_PSP_FEES) calls the ledger's admin API.
+                # Booking reported fees (SETTLE_BOOK_PSP_FEES) calls the ledger's admin API. The nightly run
+                # takes Stripe's reports from the sandbox, as it would from Stripe, with the PSP key the
+                # executor has (inherited, or both use the sandbox's default).
                 env = {
                     "SETTLE_LEDGER_GRPC_ADDRESS": endpoints.grpc["ledger"],
                     "SETTLE_LEDGER_API_KEY": keys.admin,
+                    "SETTLE_SETTLEMENT_SOURCE": "stripe_report",
                     **env,
                 }
             stack.environments[service] = env

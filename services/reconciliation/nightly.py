@@ -1,9 +1,9 @@
-"""The nightly reconciliation: after the configured hour (UTC), fetch yesterday's settlement file from the
-PSP and reconcile the day, once.
+"""The nightly reconciliation: after the configured hour (UTC), fetch yesterday's settlement from the PSP
+and reconcile the day, once.
 
-The PSP here is the sandbox, whose daily file is at `<psp_api_base>/_sandbox/settlements/<day>`; a real
-PSP's report API (Stripe's Reporting API, Adyen's report download) would stand behind the same fetch.
-A failed fetch or run is logged and tried again at the next check; a day already reconciled is skipped.
+Where the settlement comes from is the source's business (settlement_sources.py): the sandbox's daily
+file, or Stripe's reports through its Reporting API. A failed fetch or run is logged and tried again at
+the next check; a day already reconciled is skipped.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, date, datetime, timedelta
-from tempfile import SpooledTemporaryFile
-from typing import BinaryIO, cast
 
 import aiohttp
 from sqlalchemy import text
@@ -22,9 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.errors import SettleError
 from services.reconciliation.service import ReconciliationService
+from services.reconciliation.settlement_sources import SettlementSource, SettlementSourceError
 
 log = logging.getLogger(__name__)
-_SPOOL_BYTES = 8 << 20
+# What a night's attempt may fail with, to be logged and tried again at the next check.
+_TRIED_AGAIN_LATER = (aiohttp.ClientError, TimeoutError, DBAPIError, OSError, SettleError, SettlementSourceError)
 
 
 class NightlyReconciliation:
@@ -32,14 +32,14 @@ class NightlyReconciliation:
         self,
         engine: AsyncEngine,
         service: ReconciliationService,
+        source: SettlementSource,
         *,
-        psp_api_base: str,
         hour_utc: int,
         check_interval_s: float,
     ) -> None:
         self._engine = engine
         self._service = service
-        self._source = psp_api_base.rstrip("/")
+        self._source = source
         self._hour_utc = hour_utc
         self._interval_s = check_interval_s
         self._stopping = asyncio.Event()
@@ -54,7 +54,7 @@ class NightlyReconciliation:
                 day = (now - timedelta(days=1)).date()
                 try:
                     await self.reconcile_day(day)
-                except (aiohttp.ClientError, TimeoutError, DBAPIError, OSError, SettleError) as error:
+                except _TRIED_AGAIN_LATER as error:
                     log.error("nightly reconciliation of %s failed, trying again later: %s", day, error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._interval_s)
@@ -67,18 +67,13 @@ class NightlyReconciliation:
             )
         if done:
             return False
-        url = f"{self._source}/_sandbox/settlements/{day.isoformat()}"
-        with SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session,
-                session.get(url) as response,
-            ):
-                response.raise_for_status()
-                async for chunk in response.content.iter_chunked(1 << 16):
-                    spool.write(chunk)
-            spool.seek(0)
-            imported = await self._service.import_stream(cast(BinaryIO, spool), "sandbox", f"settlement_{day}.csv")
-        if imported.lines_read == 0:
+        lines_read = 0
+        # Each file is imported before the next is fetched: a source's stream lasts until then.
+        async with contextlib.aclosing(self._source.files(day)) as files:
+            async for file in files:
+                imported = await self._service.import_stream(file.stream, file.file_format, file.file_name)
+                lines_read += imported.lines_read
+        if lines_read == 0:
             log.info("nightly reconciliation: nothing settled on %s", day)
             return False
         run = await self._service.run_day(day)

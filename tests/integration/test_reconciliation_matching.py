@@ -3,204 +3,17 @@ sandbox can inject is found and classified, and a clean day has no mismatch at a
 
 from __future__ import annotations
 
-import io
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
-import pytest_asyncio
-from google.protobuf.message import Message
-from settle.common.v1.money_pb2 import Money
-from settle.events.v1 import events_pb2
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from services.reconciliation.settlement_sources import SandboxDailyFile
+from tests.integration.reconciliation_shop import Shop, sandbox_today, shop_fixtures
 
-from psp_sandbox.app import RunningSandbox
-from services.common.db import create_engine, service_database_url
-from services.common.events import (
-    LEDGER_ENTRY_POSTED,
-    PAYMENT_ORDER_FAILED,
-    PAYMENT_ORDER_REQUESTED,
-    PAYMENT_ORDER_SUCCEEDED,
-    PAYMENT_REFUND_SUCCEEDED,
-    PAYOUT_PAID,
-    InboundEvent,
-)
-from services.common.infra import Infrastructure
-from services.common.migrations import upgrade
-from services.executor.adapters.psp.stripe_gateway import StripeGateway
-from services.executor.psp_port import ChargeRequest, PayoutRequest, RefundRequest
-from services.reconciliation import reports
-from services.reconciliation.booked_items import BookedItemsHandler
-from services.reconciliation.importing import import_file
-from services.reconciliation.matching import MatchingRules
-from services.reconciliation.nightly import NightlyReconciliation
-from services.reconciliation.runs import run
-from services.reconciliation.service import ReconciliationService
-
-# A database of its own: a run reports every booking of the file's days that no file settled, so the
-# bookings other modules make would show up here as missing.
 DATABASE = "settle_reconciliation_matching"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
-    upgrade("reconciliation", infra.database_url, database=DATABASE)
-    created = create_engine(service_database_url(infra.database_url, DATABASE))
-    yield created
-    await created.dispose()
-
-
-class Shop:
-    """Moves money at the sandbox with the real gateway and books it the way Settle's events would."""
-
-    def __init__(self, engine: AsyncEngine, sandbox: RunningSandbox) -> None:
-        self.engine = engine
-        self.sandbox = sandbox
-        self.gateway = StripeGateway("sk_test_reconcile", sandbox.url)
-        self.references: dict[str, str] = {}  # our id -> PSP reference
-        self.last_report: reports.Report | None = None
-
-    async def book(self, *events: InboundEvent) -> None:
-        async with self.engine.begin() as connection:
-            await BookedItemsHandler().handle(connection, events)
-
-    async def charge(
-        self, amount: int, currency: str = "USD", *, outcome: str = "booked", ordered: int | None = None
-    ) -> str:
-        """Orders `ordered` (default: `amount`), charges `amount` and books as far as `outcome` says."""
-        order_id = str(uuid.uuid4())
-        await self.book(
-            _event(
-                PAYMENT_ORDER_REQUESTED,
-                events_pb2.PaymentOrderRequested(
-                    payment_order_id=order_id, amount=Money(amount_minor=ordered or amount, currency=currency)
-                ),
-            )
-        )
-        result = await self.gateway.charge(
-            ChargeRequest(order_id, amount, currency, "pm_card_visa", "pay-1", "seller-1", "buyer-1")
-        )
-        self.references[order_id] = result.psp_reference
-        money = Money(amount_minor=amount, currency=currency)
-        if outcome == "ordered":  # the executor's outcome was lost: only the order and the PSP know
-            return order_id
-        if outcome == "failed":  # Settle believes the charge failed (a bug), though the PSP charged
-            await self.book(
-                _event(
-                    PAYMENT_ORDER_FAILED,
-                    events_pb2.PaymentOrderFailed(
-                        payment_order_id=order_id, amount=money, failure_code="card_declined"
-                    ),
-                )
-            )
-            return order_id
-        await self.book(
-            _event(
-                PAYMENT_ORDER_SUCCEEDED,
-                events_pb2.PaymentOrderSucceeded(
-                    payment_order_id=order_id, amount=money, psp_reference=result.psp_reference
-                ),
-            )
-        )
-        if outcome == "booked":
-            await self.book(_ledger("payment_order_succeeded", amount, currency, payment_order_id=order_id))
-        return order_id
-
-    async def refund(self, order_id: str, amount: int) -> str:
-        refund_id = str(uuid.uuid4())
-        result = await self.gateway.refund(RefundRequest(refund_id, order_id, self.references[order_id], amount, "USD"))
-        self.references[refund_id] = result.psp_reference
-        await self.book(
-            _event(
-                PAYMENT_REFUND_SUCCEEDED,
-                events_pb2.RefundSucceeded(
-                    refund_id=refund_id,
-                    payment_order_id=order_id,
-                    amount=Money(amount_minor=amount, currency="USD"),
-                    psp_reference=result.psp_reference,
-                ),
-            ),
-            _ledger("refund_succeeded", -amount, "USD", refund_id=refund_id),
-        )
-        return refund_id
-
-    async def payout(self, amount: int, currency: str = "USD") -> str:
-        payout_id = str(uuid.uuid4())
-        result = await self.gateway.payout(
-            PayoutRequest(payout_id, "seller-1", amount, currency, "ba_test_success", "")
-        )
-        self.references[payout_id] = result.psp_reference
-        await self.book(
-            _event(
-                PAYOUT_PAID,
-                events_pb2.PayoutPaid(
-                    payout_id=payout_id,
-                    amount=Money(amount_minor=amount, currency=currency),
-                    psp_reference=result.psp_reference,
-                ),
-            ),
-            _ledger("payout_paid", -amount, currency, payout_id=payout_id),
-        )
-        return payout_id
-
-    async def settlement_file(self, days_later: int = 0, **switches: str) -> bytes:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{self.sandbox.url}/_sandbox/clock") as response:
-                now = datetime.fromtimestamp((await response.json())["now"], UTC)
-            day = (now + timedelta(days=days_later)).date()
-            url = f"{self.sandbox.url}/_sandbox/settlements/{day.isoformat()}"
-            async with http.get(url, params=switches) as response:
-                assert response.status == 200, await response.text()
-                return await response.read()
-
-    async def reconcile(
-        self, content: bytes, *, as_of: datetime, file_format: str = "sandbox"
-    ) -> tuple[dict[str, Any], list[Any]]:
-        imported = await import_file(self.engine, io.BytesIO(content), file_format, f"settlement.{file_format}")
-        result = await run(self.engine, f"file:{imported.file_id}", [imported.file_id], as_of, MatchingRules())
-        async with self.engine.connect() as connection:
-            self.last_report = await reports.build(connection, result.run_id)
-            found = list(
-                await connection.execute(
-                    text(
-                        "SELECT kind, item_id, line, amount_minor, expected_minor, currency, description FROM mismatches "
-                        "WHERE run_id = :run ORDER BY kind, line, item_id"
-                    ),
-                    {"run": result.run_id},
-                )
-            )
-        return result.summary, found
-
-
-@pytest_asyncio.fixture
-async def shop(engine: AsyncEngine, sandbox: RunningSandbox) -> AsyncIterator[Shop]:
-    opened = Shop(engine, sandbox)
-    yield opened
-    await opened.gateway.close()
-
-
-def _event(topic: str, message: Message) -> InboundEvent:
-    return InboundEvent(uuid.uuid4(), topic, "key", message, datetime.now(UTC), "", 0, 0)
-
-
-def _ledger(kind: str, amount: int, currency: str, **ids: str) -> InboundEvent:
-    money = Money(amount_minor=amount, currency=currency)
-    negated = Money(amount_minor=-amount, currency=currency)
-    return _event(
-        LEDGER_ENTRY_POSTED,
-        events_pb2.LedgerEntryPosted(
-            entry_id=str(uuid.uuid4()),
-            kind=kind,
-            postings=[
-                events_pb2.LedgerPosting(account="psp_receivable", amount=money),
-                events_pb2.LedgerPosting(account="seller_payable:seller-1", amount=negated),
-            ],
-            **ids,
-        ),
-    )
+engine, shop = shop_fixtures(DATABASE)
 
 
 async def test_a_clean_day_reconciles_without_a_single_mismatch(shop: Shop) -> None:
@@ -299,25 +112,14 @@ async def test_a_run_repeats_identically_and_a_young_booking_is_in_transit(shop:
 
 async def test_the_nightly_job_reconciles_a_day_once(shop: Shop) -> None:
     await shop.charge(4_321)
-    async with aiohttp.ClientSession() as http, http.get(f"{shop.sandbox.url}/_sandbox/clock") as response:
-        day = datetime.fromtimestamp((await response.json())["now"], UTC).date()
-    nightly = NightlyReconciliation(
-        shop.engine,
-        ReconciliationService(shop.engine, MatchingRules()),
-        psp_api_base=shop.sandbox.url,
-        hour_utc=0,
-        check_interval_s=60,
-    )
+    day = await sandbox_today(shop.sandbox)
+    nightly = shop.nightly(SandboxDailyFile(shop.sandbox.url))
 
     assert await nightly.reconcile_day(day) is True
     assert await nightly.reconcile_day(day) is False  # already reconciled
     assert await nightly.reconcile_day(day + timedelta(days=30)) is False  # nothing settled that day
-    async with shop.engine.connect() as connection:
-        summary = await connection.scalar(
-            text("SELECT summary FROM runs WHERE scope = :scope"), {"scope": f"date:{day.isoformat()}"}
-        )
     # The day's run covers every file of the day in this module's database, the other tests' included.
-    assert summary["lines_imported"] >= 1
+    assert (await shop.day_summary(day))["lines_imported"] >= 1
 
 
 async def test_three_way_the_order_the_outcome_the_ledger_and_the_settlement(shop: Shop) -> None:

@@ -98,9 +98,9 @@ def test_reordered_columns_mixed_case_currency_jpy_and_settle_metadata() -> None
             "description": "Order 1001",
         },
     )
-    # A refund's row also carries the refunded payment's metadata; its own refund id is the reference.
+    # A refund's row also carries the refunded payment's ids and metadata; its own ids are its reference.
     assert (refund.kind, refund.currency, refund.net_minor) == (LineKind.REFUND, "USD", -2500)
-    assert (refund.psp_reference, refund.merchant_reference) == ("pi_3PbAaC2eZvKYlo2C1e2f3g4h", "rf_01HV70ABCD12")
+    assert (refund.psp_reference, refund.merchant_reference) == ("re_3PbReC2eZvKYlo2C5a6b7c8d", "rf_01HV70ABCD12")
     assert refund.details["payment_metadata[payment_order_id]"] == "po_01HV6Z3K8QW4"
     # Zero-decimal currency: "1500" JPY is 1500 minor units; no intent, so the charge id is the reference.
     assert (jpy.currency, jpy.gross_minor, jpy.fee_minor, jpy.net_minor) == ("JPY", 1500, 45, 1455)
@@ -332,3 +332,16 @@ def test_a_title_line_before_the_header_and_iso_timestamps_with_fractions() -> N
     line = items[0]
     assert (line.line, line.currency, line.gross_minor, line.fee_minor, line.net_minor) == (3, "USD", 2_500, 103, 2_397)
     assert line.occurred_at == datetime(2026, 3, 2, 10, 15, 0, 250_000, tzinfo=UTC)
+
+
+def test_a_payouts_report_names_its_payout_payout_id_and_its_time_effective_at_utc() -> None:
+    report = (
+        b"payout_id,effective_at_utc,balance_transaction_id,currency,gross,fee,net,reporting_category,description\n"
+        b"po_1QxYz,2026-03-02 18:00:00,txn_po_1QxYz,usd,-80.00,0.00,-80.00,payout,Seller payout\n"
+    )
+
+    (line,) = StripeItemizedParser().parse(io.BytesIO(report))
+
+    assert isinstance(line, SettlementLine)
+    assert (line.kind, line.psp_reference, line.gross_minor) == (LineKind.PAYOUT, "po_1QxYz", -8_000)
+    assert line.occurred_at == datetime(2026, 3, 2, 18, 0, tzinfo=UTC)

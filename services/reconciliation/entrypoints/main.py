@@ -19,6 +19,7 @@ from services.reconciliation.matching import MatchingRules
 from services.reconciliation.metrics import OPEN_MISMATCHES_INTERVAL_S, ReconciliationMetrics
 from services.reconciliation.nightly import NightlyReconciliation
 from services.reconciliation.service import ReconciliationService
+from services.reconciliation.settlement_sources import SandboxDailyFile, SettlementSource, StripeReportRun
 
 SERVICE = "reconciliation"
 
@@ -43,7 +44,7 @@ async def create_service(settings: ReconciliationSettings) -> tuple[ServiceProce
         nightly = NightlyReconciliation(
             platform.engine,
             service,
-            psp_api_base=settings.psp_api_base,
+            settlement_source(settings),
             hour_utc=settings.nightly_hour_utc,
             check_interval_s=settings.nightly_check_interval_s,
         )
@@ -56,6 +57,17 @@ async def create_service(settings: ReconciliationSettings) -> tuple[ServiceProce
         )
     ]
     return platform.build_process(registrations, SCOPES)
+
+
+def settlement_source(settings: ReconciliationSettings) -> SettlementSource:
+    if settings.settlement_source == "stripe_report":
+        return StripeReportRun(
+            settings.psp_api_key.get_secret_value(),
+            settings.psp_api_base,
+            settings.report_types,
+            timeout_s=settings.report_timeout_s,
+        )
+    return SandboxDailyFile(settings.psp_api_base)
 
 
 async def _serve(settings: ReconciliationSettings) -> None:

@@ -35,7 +35,11 @@ MERCHANT_REFERENCE_COLUMNS = (
 # at its own refund id first; otherwise every refund of an order would carry the same reference.
 REFUND_REFERENCE_COLUMNS = ("refund_metadata[refund_id]", *MERCHANT_REFERENCE_COLUMNS)
 METADATA_PREFIXES = ("payment_metadata[", "refund_metadata[", "transfer_metadata[")
-ID_COLUMNS = ("balance_transaction_id", "source_id", "charge_id", "payment_intent_id", "automatic_payout_id")
+# `payout_id` is how the payouts.itemized reports name the payout a row is.
+ID_COLUMNS = (
+    *("balance_transaction_id", "source_id", "charge_id", "payment_intent_id", "automatic_payout_id"),
+    "payout_id",
+)
 
 _KINDS: dict[str, LineKind] = {
     "charge": LineKind.CHARGE,
@@ -81,6 +85,7 @@ class _Layout:
         self.category = columns.index("reporting_category")
         self.description = columns.index("description")
         self.created_utc = columns.index("created_utc")
+        self.effective_at_utc = columns.index("effective_at_utc")  # the payouts reports' time column
         self.created_local = columns.index("created")
         self.ids = {name: columns.index(name) for name in ID_COLUMNS}
         self.merchant_references = [columns.index(name) for name in MERCHANT_REFERENCE_COLUMNS]
@@ -140,7 +145,12 @@ class StripeItemizedParser:
             return row.quarantine(str(error))
         raw_type = row.cell(layout.category)
         kind = kind_of(raw_type)
-        psp_reference = ids["payment_intent_id"] or ids["charge_id"] or ids["source_id"]
+        if kind is LineKind.CHARGE:  # Settle knows a charge by its PaymentIntent
+            psp_reference = ids["payment_intent_id"] or ids["charge_id"] or ids["source_id"]
+        else:
+            # Stripe fills payment_intent_id and charge_id on a refund's (or dispute's) row with the
+            # refunded payment's: the row's own object is its source (re_, dp_, po_) or the payout.
+            psp_reference = ids["source_id"] or ids["payout_id"] or ids["payment_intent_id"] or ids["charge_id"]
         references = layout.refund_references if kind is LineKind.REFUND else layout.merchant_references
         merchant_reference = ""
         for index in references:
@@ -181,6 +191,8 @@ class StripeItemizedParser:
     def _occurred_at(self, row: Row, layout: _Layout) -> datetime | None:
         if text := row.cell(layout.created_utc):
             return _timestamp("created_utc", text, None)
+        if text := row.cell(layout.effective_at_utc):
+            return _timestamp("effective_at_utc", text, None)
         if text := row.cell(layout.created_local):
             return _timestamp("created", text, self._zone)
         return None
@@ -211,7 +223,7 @@ class _PayoutTotals:
         self._paid_out: dict[str, tuple[str, int]] = {}  # payout id -> (currency, Σ gross of its payout rows)
 
     def add(self, line: SettlementLine) -> None:
-        payout_id = line.details.get("source_id", "")
+        payout_id = line.details.get("source_id") or line.details.get("payout_id", "")
         if line.kind is LineKind.PAYOUT and payout_id and line.raw_type.lower() == "payout":
             currency, gross = self._paid_out.get(payout_id, (line.currency, 0))
             self._paid_out[payout_id] = (currency, gross + line.gross_minor)
