@@ -34,11 +34,13 @@ async def gateway(sandbox: RunningSandbox) -> AsyncIterator[StripeGateway]:
     await opened.close()
 
 
-def _request(order_id: str = "po_1", token: str = "pm_card_visa", amount_minor: int = 1250) -> ChargeRequest:
+def _request(
+    order_id: str = "po_1", token: str = "pm_card_visa", amount_minor: int = 1250, currency: str = "USD"
+) -> ChargeRequest:
     return ChargeRequest(
         payment_order_id=order_id,
         amount_minor=amount_minor,
-        currency="USD",
+        currency=currency,
         payment_method_token=token,
         payment_id="pay_1",
         seller_id="seller_1",
@@ -67,6 +69,16 @@ async def test_success_charges_with_the_order_id_as_key_and_in_metadata(
     assert charge["idempotency_key"] == "po_1"
     assert (charge["amount"], charge["currency"]) == (1250, "usd")
     assert charge["metadata"] == {"payment_order_id": "po_1", "payment_id": "pay_1", "seller_id": "seller_1"}
+
+
+async def test_isk_goes_to_stripe_in_the_two_decimals_its_api_still_counts(
+    gateway: StripeGateway, http: aiohttp.ClientSession, sandbox: RunningSandbox
+) -> None:
+    # ISO 4217 ISK has no minor unit (Settle's 500 is 500 krónur); Stripe's API amount 100 is 1 króna.
+    await gateway.charge(_request("po_isk", amount_minor=500, currency="ISK"))
+
+    [charge] = await _charges(http, sandbox, "po_isk")
+    assert (charge["amount"], charge["currency"]) == (50_000, "isk")
 
 
 @pytest.mark.parametrize(

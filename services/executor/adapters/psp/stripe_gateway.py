@@ -12,6 +12,7 @@ import logging
 import aiohttp
 import stripe
 
+from services.executor.adapters.psp.stripe_amounts import to_stripe
 from services.executor.adapters.psp.stripe_mapping import (
     REFUND_REFUSALS,
     declined_result,
@@ -68,7 +69,7 @@ class StripeGateway(PaymentGateway, MoneyOutGateway):
         try:
             intent = await self._client.v1.payment_intents.create_async(
                 params={
-                    "amount": request.amount_minor,
+                    "amount": to_stripe(request.amount_minor, request.currency),
                     "currency": request.currency.lower(),
                     "payment_method": request.payment_method_token,
                     "confirm": True,
@@ -124,7 +125,7 @@ class StripeGateway(PaymentGateway, MoneyOutGateway):
             refund = await self._client.v1.refunds.create_async(
                 params={
                     "payment_intent": request.charge_psp_reference,
-                    "amount": request.amount_minor,
+                    "amount": to_stripe(request.amount_minor, request.currency),
                     "metadata": {"refund_id": request.refund_id, "payment_order_id": request.payment_order_id},
                 },
                 options={"idempotency_key": request.refund_id},
@@ -163,7 +164,7 @@ class StripeGateway(PaymentGateway, MoneyOutGateway):
         try:
             payout = await self._client.v1.payouts.create_async(
                 params={
-                    "amount": request.amount_minor,
+                    "amount": to_stripe(request.amount_minor, request.currency),
                     "currency": request.currency.lower(),
                     "destination": request.destination,
                     "metadata": {

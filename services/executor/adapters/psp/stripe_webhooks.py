@@ -18,6 +18,7 @@ from typing import Any
 
 import stripe
 
+from services.executor.adapters.psp.stripe_amounts import StripeAmountError, from_stripe
 from services.executor.adapters.psp.stripe_mapping import result_of_intent, result_of_payout, result_of_refund
 from services.executor.psp_notices import NoticeKind, PspNotice, RejectionReason, WebhookRejected
 from services.executor.psp_port import ChargeResult, PspOutcomeUnknown
@@ -121,6 +122,11 @@ def parse_event(text: str) -> PspNotice:
     amount = data_object.get("amount")
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise _malformed("`data.object.amount` must be an integer (minor units)")
+    currency = _text(data_object, "currency", "data.object.").upper()
+    try:
+        amount_minor = from_stripe(amount, currency)
+    except StripeAmountError as error:
+        raise _malformed(f"`data.object.amount`: {error}") from None
     metadata = data_object.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise _malformed("`data.object.metadata` must be an object")
@@ -137,8 +143,8 @@ def parse_event(text: str) -> PspNotice:
         kind=kind,
         object_id=object_id,
         execution_id=execution_id if isinstance(execution_id, str) else "",
-        amount_minor=amount,
-        currency=_text(data_object, "currency", "data.object.").upper(),
+        amount_minor=amount_minor,
+        currency=currency,
         charge_psp_reference=payment_intent if isinstance(payment_intent, str) else "",
         result=result,
     )
