@@ -89,12 +89,6 @@ async def sandbox(receiver: tuple[Receiver, str]) -> AsyncIterator[RunningSandbo
     await running.close()
 
 
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def _post(http: aiohttp.ClientSession, url: str, form: dict[str, str], key: str | None = None) -> Any:
     headers = {**AUTH, **({"Idempotency-Key": key} if key else {})}
     async with http.post(url, data=form, headers=headers) as response:
