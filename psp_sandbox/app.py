@@ -16,7 +16,7 @@ from psp_sandbox.payment_intents import create_payment_intent, retrieve_payment_
 from psp_sandbox.payouts import create_payout, list_payouts, retrieve_payout, search_payouts
 from psp_sandbox.refunds import create_refund, list_refunds, retrieve_refund
 from psp_sandbox.report_admin import report_admin_routes
-from psp_sandbox.report_runs import create_report_run, retrieve_report_run
+from psp_sandbox.report_runs import create_report_run, retrieve_report_run, retrieve_report_type
 from psp_sandbox.state import SandboxState
 from psp_sandbox.webhook_admin import webhook_routes
 from psp_sandbox.webhook_settings import WebhookSettings
@@ -41,6 +41,7 @@ def create_app(state: SandboxState) -> web.Application:
             web.get("/v1/payouts", v1_handler(list_payouts)),
             web.get("/v1/payouts/search", v1_handler(search_payouts)),
             web.get("/v1/payouts/{payout}", v1_handler(retrieve_payout)),
+            web.get("/v1/reporting/report_types/{report_type}", v1_handler(retrieve_report_type)),
             web.post("/v1/reporting/report_runs", v1_handler(create_report_run)),
             web.get("/v1/reporting/report_runs/{report_run}", v1_handler(retrieve_report_run)),
             web.get("/v1/files/{file}", v1_handler(retrieve_file)),

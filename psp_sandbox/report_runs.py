@@ -185,3 +185,26 @@ def _timezone(parameters: FormDict) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise errors.invalid_request(f"Invalid timezone: {value!r} is not an IANA time zone name.", param) from None
     return value
+
+
+def retrieve_report_type(
+    state: SandboxState, form: FormDict, path_params: dict[str, str], idempotency_key: str | None
+) -> ApiResult:
+    """`GET /v1/reporting/report_types/{id}`: what a run may cover. On the sandbox, data is available up to
+    its clock's now (Stripe lags hours behind; `interval_end` beyond `data_available_end` is refused)."""
+    reject_unknown_params(form, frozenset())
+    report = REPORT_TYPES.get(path_params["report_type"])
+    if report is None:
+        raise errors.resource_missing(f"No such reporting.report_type: '{path_params['report_type']}'")
+    now_s = state.clock.now_s()
+    return 200, {
+        "id": report.report_type,
+        "object": "reporting.report_type",
+        "data_available_start": 0,
+        "data_available_end": now_s,
+        "default_columns": list(report.default_columns),
+        "livemode": False,
+        "name": report.report_type,
+        "updated": now_s,
+        "version": int(report.report_type.rsplit(".", 1)[1]),
+    }

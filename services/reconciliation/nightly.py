@@ -20,7 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.errors import SettleError
 from services.reconciliation.service import ReconciliationService
-from services.reconciliation.settlement_sources import SettlementSource, SettlementSourceError
+from services.reconciliation.settlement_sources import (
+    SettlementNotYetAvailable,
+    SettlementSource,
+    SettlementSourceError,
+)
 
 log = logging.getLogger(__name__)
 # What a night's attempt may fail with, to be logged and tried again at the next check.
@@ -54,6 +58,8 @@ class NightlyReconciliation:
                 day = (now - timedelta(days=1)).date()
                 try:
                     await self.reconcile_day(day)
+                except SettlementNotYetAvailable as not_yet:
+                    log.info("nightly reconciliation of %s waits for the PSP's data: %s", day, not_yet)
                 except _TRIED_AGAIN_LATER as error:
                     log.error("nightly reconciliation of %s failed, trying again later: %s", day, error)
             with contextlib.suppress(TimeoutError):

@@ -40,6 +40,10 @@ class SettlementSourceError(Exception):
     """The PSP did not give the day's settlement (a report run failed or took too long, an API error)."""
 
 
+class SettlementNotYetAvailable(SettlementSourceError):
+    """The PSP has not got the whole day's data yet (Stripe's reports lag hours behind): try later."""
+
+
 class SettlementSource(Protocol):
     def files(self, day: date) -> AsyncGenerator[SettlementFile, None]:
         """The files that settle `day` (UTC); an async generator, to be closed (contextlib.aclosing)."""
@@ -105,6 +109,8 @@ class StripeReportRun:
                 http_client=stripe.AIOHTTPClient(session=session),
                 max_network_retries=0,  # a failed call fails this night's attempt; the next check tries again
             )
+            for report_type in self._report_types:
+                await self._check_available(client, report_type, interval[1])
             # A lost answer leaves an orphan run behind, which costs nothing: no idempotency key of ours.
             runs = [await self._create(client, report_type, interval) for report_type in self._report_types]
             for run in runs:
@@ -115,6 +121,18 @@ class StripeReportRun:
                     async with session.get(url, headers=headers, timeout=timeout) as response:
                         await _download(response, spool)
                     yield SettlementFile(cast(BinaryIO, spool), "stripe", f"{run.report_type}_{day}_{run.id}.csv")
+
+    async def _check_available(self, client: stripe.StripeClient, report_type: str, interval_end: int) -> None:
+        """Raises SettlementNotYetAvailable unless the report type has data up to `interval_end`: a run past
+        `data_available_end` is refused, and a day reconciled from part of its data would report the rest
+        as missing."""
+        try:
+            found = await client.v1.reporting.report_types.retrieve_async(report_type)
+        except stripe.StripeError as error:
+            raise SettlementSourceError(f"reading report type {report_type} failed: {error}") from error
+        if found.data_available_end < interval_end:
+            available = datetime.fromtimestamp(found.data_available_end, UTC).isoformat()
+            raise SettlementNotYetAvailable(f"{report_type} has data up to {available} only")
 
     async def _create(
         self, client: stripe.StripeClient, report_type: str, interval: tuple[int, int]

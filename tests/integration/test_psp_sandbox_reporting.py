@@ -316,3 +316,12 @@ async def test_a_run_fails_with_its_error_when_told_to_or_when_its_switches_are_
     assert too_much.status == "failed" and "too long" in too_much.error
     assert reset == {"reset": True}  # and with it the reporting defaults
     assert (settings["run_delay_ms"], settings["fail_with"], settings["switches"]["unknown_charges"]) == (500, None, 0)
+
+
+async def test_report_types_say_up_to_when_data_is_available(sdk: stripe.StripeClient, sandbox: RunningSandbox) -> None:
+    report_type = await sdk.v1.reporting.report_types.retrieve_async("payouts.itemized.3")
+
+    assert (report_type.id, report_type.version) == ("payouts.itemized.3", 3)
+    assert report_type.data_available_end == sandbox.state.clock.now_s()
+    with pytest.raises(stripe.InvalidRequestError, match=r"No such reporting\.report_type"):
+        await sdk.v1.reporting.report_types.retrieve_async("payout_reconciliation.itemized.5")

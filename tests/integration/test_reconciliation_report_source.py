@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from psp_sandbox.app import RunningSandbox
-from services.reconciliation.settlement_sources import SettlementSourceError, StripeReportRun
+from services.reconciliation.settlement_sources import SettlementNotYetAvailable, SettlementSourceError, StripeReportRun
 from services.reconciliation.stripe_report_files import BALANCE_CHANGE, PAYOUTS
 from tests.integration.reconciliation_shop import API_KEY, DAY_S, Shop, sandbox_now, sandbox_post, shop_fixtures
 
@@ -128,8 +128,9 @@ async def test_a_report_that_fails_or_never_finishes_fails_the_fetch_saying_why(
     assert "rk_live_0123456789" not in str(raised.value)  # a key is never written out whole
 
 
-async def test_a_day_not_over_yet_is_refused_and_left_for_a_later_check(shop: Shop) -> None:
+async def test_a_day_not_over_yet_is_left_for_a_later_check_before_any_run_is_made(shop: Shop) -> None:
     today = (await sandbox_now(shop.sandbox)).date()
 
-    with pytest.raises(SettlementSourceError, match=r"interval_end"):
+    # The report types' data_available_end says so before any run is created.
+    with pytest.raises(SettlementNotYetAvailable, match=r"has data up to"):
         await _reports(_source(shop.sandbox), today)
