@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -13,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common.api_keys import ApiKeyAuthority, ApiKeyRecord
 from services.common.errors import PermissionDenied, SettleError, Unauthenticated
 from services.common.grpc_errors import internal_status, to_grpc_status
+from services.common.handler_wrapping import Around, wrap_handler
 from services.common.metrics import ServiceMetrics
 from services.common.rpc_telemetry import TelemetryInterceptor
 
@@ -47,7 +49,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         method_name = details.method.rsplit("/", 1)[-1]
         metadata = dict(details.invocation_metadata or ())
-        return _wrap(handler, lambda: self._authorise(method_name, metadata), self._service, metadata)
+        return wrap_handler(handler, _guarded(lambda: self._authorise(method_name, metadata), self._service))
 
     def _authorise(self, method_name: str, metadata: Mapping[str, str | bytes]) -> None:
         presented = _presented_key(metadata)
@@ -82,59 +84,21 @@ async def _abort(context: grpc.aio.ServicerContext, error: BaseException, servic
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-def _wrap(
-    handler: grpc.RpcMethodHandler,
-    authorise: Callable[[], None],
-    service: str,
-    metadata: Mapping[str, str | bytes],
-) -> grpc.RpcMethodHandler:
-    def prepare() -> None:
+def _guarded(authorise: Callable[[], None], service: str) -> Around:
+    """Authorises each call before the handler runs and maps what it raises to a gRPC status."""
+
+    @asynccontextmanager
+    async def guard(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         # The trace was continued from the metadata by the TelemetryInterceptor, outside this one.
-        authorise()
+        try:
+            authorise()
+            yield
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await _abort(context, error, service)
 
-    if handler.unary_unary:
-        inner_unary = handler.unary_unary
-
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                prepare()
-                return await inner_unary(request, context)
-            except Exception as error:
-                if isinstance(error, grpc.aio.AbortError):
-                    raise
-                await _abort(context, error, service)
-
-        return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
-    if handler.unary_stream:
-        inner_stream = handler.unary_stream
-
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            try:
-                prepare()
-                async for response in inner_stream(request, context):
-                    yield response
-            except Exception as error:
-                if isinstance(error, grpc.aio.AbortError):
-                    raise
-                await _abort(context, error, service)
-
-        return grpc.unary_stream_rpc_method_handler(stream, handler.request_deserializer, handler.response_serializer)
-    if handler.stream_unary:
-        inner_client_stream = handler.stream_unary
-
-        async def client_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                prepare()
-                return await inner_client_stream(requests, context)
-            except Exception as error:
-                if isinstance(error, grpc.aio.AbortError):
-                    raise
-                await _abort(context, error, service)
-
-        return grpc.stream_unary_rpc_method_handler(
-            client_stream, handler.request_deserializer, handler.response_serializer
-        )
-    return handler
+    return guard
 
 
 def create_server(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -21,6 +21,7 @@ import grpc
 from opentelemetry.trace import SpanKind
 
 from services.common import otel, tracing
+from services.common.handler_wrapping import wrap_handler
 from services.common.metrics import ServiceMetrics
 
 _UNOBSERVED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -35,8 +36,6 @@ _SERVER_ERRORS = frozenset(
         grpc.StatusCode.DATA_LOSS,
     }
 )
-
-Observe = Callable[[grpc.aio.ServicerContext], AbstractContextManager[None]]
 
 
 def rpc_attributes(method: str) -> dict[str, str | int]:
@@ -53,10 +52,10 @@ def _final_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
 
 
-@contextmanager
-def _observed(
+@asynccontextmanager
+async def _observed(
     metrics: ServiceMetrics, method: str, traceparent: str, context: grpc.aio.ServicerContext
-) -> Iterator[None]:
+) -> AsyncIterator[None]:
     started_s = time.perf_counter()
     span = otel.start_span(method, SpanKind.SERVER, traceparent, rpc_attributes(method))
     if span is None:
@@ -95,52 +94,4 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         metadata: Mapping[str, str | bytes] = dict(details.invocation_metadata or ())
         observe = partial(_observed, self._metrics, details.method.lstrip("/"), _text(metadata.get("traceparent")))
-        return _wrap(handler, observe)
-
-
-async def _responses(produced: Any) -> AsyncIterator[Any]:
-    """The responses of a streaming handler, whether an async generator or a coroutine using write()."""
-    if hasattr(produced, "__aiter__"):
-        async for response in produced:
-            yield response
-    else:
-        await produced
-
-
-def _wrap(handler: grpc.RpcMethodHandler, observe: Observe) -> grpc.RpcMethodHandler:
-    serializers = (handler.request_deserializer, handler.response_serializer)
-    if handler.unary_unary:
-        inner_unary_unary = handler.unary_unary
-
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            with observe(context):
-                return await inner_unary_unary(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(unary_unary, *serializers)
-    if handler.unary_stream:
-        inner_unary_stream = handler.unary_stream
-
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            with observe(context):
-                async for response in _responses(inner_unary_stream(request, context)):
-                    yield response
-
-        return grpc.unary_stream_rpc_method_handler(unary_stream, *serializers)
-    if handler.stream_unary:
-        inner_stream_unary = handler.stream_unary
-
-        async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            with observe(context):
-                return await inner_stream_unary(requests, context)
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, *serializers)
-    if handler.stream_stream:
-        inner_stream_stream = handler.stream_stream
-
-        async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            with observe(context):
-                async for response in _responses(inner_stream_stream(requests, context)):
-                    yield response
-
-        return grpc.stream_stream_rpc_method_handler(stream_stream, *serializers)
-    return handler
+        return wrap_handler(handler, observe)
