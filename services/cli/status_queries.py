@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common import outbox
 from services.executor.service.metrics import GAUGED_STATES, KINDS
 
 # The executor's tables by kind (charge, refund, payout), named as the executor's metrics name them.
@@ -61,16 +62,8 @@ def _age_s(value: object) -> float | None:
 
 
 async def outbox_backlog(connection: AsyncConnection) -> Backlog:
-    # The relay marks a row sent by setting published_at (services/common/relay.py).
-    row = (
-        await connection.execute(
-            text(
-                "SELECT count(*) AS unpublished, EXTRACT(EPOCH FROM now() - min(created_at)) AS oldest_age_s "
-                "FROM outbox WHERE published_at IS NULL"
-            )
-        )
-    ).one()
-    return Backlog(int(row.unpublished), _age_s(row.oldest_age_s))
+    unpublished, oldest_age_s = await outbox.backlog(connection)
+    return Backlog(unpublished, None if oldest_age_s is None else round(oldest_age_s, 1))
 
 
 async def executions(connection: AsyncConnection, table: str, stale_after_s: float) -> Executions:

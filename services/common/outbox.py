@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -112,3 +113,16 @@ async def append_raw(
             }
         ],
     )
+
+
+async def backlog(connection: AsyncConnection) -> tuple[int, float | None]:
+    """Unpublished events, and how long the oldest has waited in seconds (None when there is none). Both
+    read the partial index of unpublished rows only."""
+    count = await connection.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+    age_s = await connection.scalar(
+        text(
+            "SELECT extract(epoch FROM clock_timestamp() - created_at) FROM outbox "
+            "WHERE published_at IS NULL ORDER BY seq LIMIT 1"
+        )
+    )
+    return int(count or 0), None if age_s is None else max(float(age_s), 0.0)

@@ -22,7 +22,7 @@ from opentelemetry.trace import Span, SpanKind
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common import otel
+from services.common import otel, outbox
 from services.common.crash_points import RELAY_AFTER_PUBLISH, RELAY_BEFORE_PUBLISH, crash_point
 from services.common.events import HEADER_TRACEPARENT
 from services.common.kafka import PLAINTEXT, KafkaSecurity
@@ -158,15 +158,9 @@ class OutboxRelay:
     async def sample_backlog(self, connection: AsyncConnection) -> None:
         """Sets the backlog gauges: unpublished rows and the age of the oldest (a gauge query, every few
         seconds). Both read the partial index of unpublished rows only."""
-        backlog = await connection.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
-        age_s = await connection.scalar(
-            text(
-                "SELECT extract(epoch FROM clock_timestamp() - created_at) FROM outbox "
-                "WHERE published_at IS NULL ORDER BY seq LIMIT 1"
-            )
-        )
-        self._metrics.outbox_backlog.labels(self._metrics.service).set(backlog or 0)
-        self._metrics.outbox_oldest_age_s.labels(self._metrics.service).set(max(float(age_s or 0), 0.0))
+        backlog, age_s = await outbox.backlog(connection)
+        self._metrics.outbox_backlog.labels(self._metrics.service).set(backlog)
+        self._metrics.outbox_oldest_age_s.labels(self._metrics.service).set(age_s or 0.0)
 
     async def delete_expired(self) -> None:
         async with self._engine.begin() as connection:
